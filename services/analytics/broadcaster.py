@@ -1,0 +1,146 @@
+"""What every analytics replica pushes to its own clients.
+
+* every ``BROADCAST_INTERVAL_S``: recompute each channel's figures (all replicas
+  do; the write is compare-and-set) and send ``stream_state`` + ``metrics_update``;
+* each donation or bits cheer: ``donation`` then ``revenue_point``, pushed from a
+  plain XREAD tail of ``events:donation`` (not the consumer group), so every
+  replica sees every donation and a client gets the same messages whichever
+  replica it reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pydantic
+from redis.asyncio import Redis
+
+from services.analytics import messages
+from services.analytics.consumer import member, ts_ms
+from services.analytics.hub import Hub
+from services.analytics.metrics import MetricsComputer, local_day_ms
+from services.analytics.settings import AnalyticsSettings
+from shared.events import BitsEvent, DonationEvent, parse_fields
+from shared.redis_client import CONNECTION_ERRORS
+from shared.waiting import wait_or_stop
+
+log = logging.getLogger("services.analytics.broadcaster")
+HISTORY_POINTS = 500
+
+
+class Broadcaster:
+    """Periodic figures and instant donation pushes for one replica's clients."""
+
+    def __init__(
+        self, redis: Redis, settings: AnalyticsSettings, hub: Hub, computer: MetricsComputer
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = settings.keys
+        self.hub = hub
+        self.computer = computer
+        self.zone = ZoneInfo(settings.timezone)
+
+    async def run_ticks(self, stop: asyncio.Event) -> None:
+        """Recompute and broadcast every interval until ``stop``; survive Redis outages."""
+        while True:
+            try:
+                await self.tick()
+            except CONNECTION_ERRORS as error:
+                log.warning("broadcast skipped, Redis unreachable: %s", error)
+            if await wait_or_stop(stop, self.settings.broadcast_interval_s):
+                return
+
+    async def tick(self) -> None:
+        """One round: every channel's figures recomputed, watched channels broadcast."""
+        for channel in self.settings.channels:
+            await self.computer.recompute(channel)
+            if self.hub.has_clients(channel):
+                for frame in await self.snapshot_frames(channel):
+                    self.hub.publish(channel, frame)
+
+    async def snapshot_frames(self, channel: str) -> list[str]:
+        """``stream_state`` and ``metrics_update`` from the channel's metrics hash."""
+        figures: dict[str, str] = await self.redis.hgetall(self.keys.metrics(channel))  # type: ignore[assignment]
+        return [
+            messages.encode(messages.stream_state(figures)),
+            messages.encode(messages.metrics_update(figures)),
+        ]
+
+    async def revenue_history(self, channel: str) -> list[str]:
+        """Today's ``revenue_point`` frames (last ``HISTORY_POINTS``), for a new client's chart."""
+        now = await self.redis.zscore(self.keys.analytics(channel).clock, "now")
+        if now is None:
+            return []
+        day_start, _ = local_day_ms(int(now), self.zone)
+        points, total = [], 0.0
+        for record in await self._paid_between(channel, day_start, int(now)):
+            total += record["cents"] / 100
+            at = datetime.fromtimestamp(record["ts"] / 1000, UTC)
+            points.append(messages.encode(messages.revenue_point(at, record["cents"] / 100, total)))
+        return points[-HISTORY_POINTS:]
+
+    async def run_donations(self, stop: asyncio.Event) -> None:
+        """Tail ``events:donation`` from its end and push each donation as it lands."""
+        stream = self.keys.stream("donation")
+        last_id: str | None = None
+        while not stop.is_set():
+            try:
+                last_id = await self._push_new(stream, last_id or await self._last_id(stream))
+            except CONNECTION_ERRORS as error:
+                log.warning("donation tail paused, Redis unreachable: %s", error)
+                await wait_or_stop(stop, 1.0)
+
+    async def _push_new(self, stream: str, last_id: str) -> str:
+        """Push the donations after ``last_id`` (waiting up to 0.5 s); the new last id."""
+        reply: Any = await self.redis.xread({stream: last_id}, count=100, block=500)
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                await self.push_donation(fields)
+                last_id = entry_id
+        return last_id
+
+    async def push_donation(self, fields: dict[str, str]) -> None:
+        """``donation`` then ``revenue_point`` to the event's channel (bad entries skipped)."""
+        try:
+            event = parse_fields(fields)
+        except pydantic.ValidationError:
+            return  # the consumer group dead-letters it with the reason
+        if not isinstance(event, DonationEvent | BitsEvent) or not self.hub.has_clients(
+            event.channel
+        ):
+            return
+        amount = float(event.amount or 0)
+        cumulative = await self.revenue_through(event) + amount
+        self.hub.publish(event.channel, messages.encode(messages.donation(event)))
+        self.hub.publish(
+            event.channel, messages.encode(messages.revenue_point(event.ts, amount, cumulative))
+        )
+
+    async def revenue_through(self, event: DonationEvent | BitsEvent) -> float:
+        """USD earned on the event's local day up to its ``ts``, not counting the event itself."""
+        at = ts_ms(event)
+        day_start, _ = local_day_ms(at, self.zone)
+        own = member(event)
+        records = await self._paid_between(event.channel, day_start, at, exclude=own)
+        cents: int = sum(record["cents"] for record in records)
+        return cents / 100
+
+    async def _paid_between(
+        self, channel: str, start_ms: int, end_ms: int, exclude: str = ""
+    ) -> list[dict[str, Any]]:
+        keys = self.keys.analytics(channel)
+        found: list[str] = await self.redis.zrangebyscore(keys.paid, start_ms, end_ms)  # type: ignore[assignment]
+        members = [m for m in found if m != exclude]
+        if not members:
+            return []
+        return [json.loads(raw) for raw in await self.redis.hmget(keys.paid_data, members) if raw]
+
+    async def _last_id(self, stream: str) -> str:
+        newest = await self.redis.xrevrange(stream, count=1)
+        return str(newest[0][0]) if newest else "0-0"

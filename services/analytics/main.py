@@ -1,0 +1,16 @@
+"""``python -m services.analytics``: metrics, the dashboard and its API."""
+
+from __future__ import annotations
+
+from services.analytics.app import create_app
+from services.analytics.settings import AnalyticsSettings
+from shared.logs import configure_logging
+from shared.serve import serve
+
+
+def main() -> int:
+    """Entry point; returns the process exit code."""
+    settings = AnalyticsSettings()
+    configure_logging("analytics", settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.bind_host, settings.analytics_port)
+    return 0

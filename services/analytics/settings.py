@@ -1,0 +1,36 @@
+"""Settings of the analytics service (``python -m services.analytics``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from shared.settings import CommaList, ConsumerSettings, split_commas
+
+
+class AnalyticsSettings(ConsumerSettings):
+    """Metrics, the dashboard's WebSocket and the REST API."""
+
+    analytics_port: int = Field(default=8000, description="HTTP port: dashboard, API, WebSocket.")
+    dashboard_token: SecretStr = Field(
+        default=SecretStr(""), description="When set, required by the page, API and socket."
+    )
+    cors_origins: CommaList = Field(
+        default=[], description="Origins allowed to call the API from a browser (none by default)."
+    )
+    broadcast_interval_s: float = Field(
+        default=2.0, gt=0, description="How often every client gets stream_state + metrics_update."
+    )
+    client_queue_messages: int = Field(
+        default=256, ge=1, description="Messages queued for a slow client before it is dropped."
+    )
+    chat_window_s: int = Field(default=60, ge=1, description="Window of chat_velocity.")
+    engagement_window_s: int = Field(
+        default=300, ge=1, description="Window for unique chatters and paid events in engagement."
+    )
+    state_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="How long per-channel raw state outlives its last event.",
+    )
+
+    _split_origins = field_validator("cors_origins", mode="before")(split_commas)

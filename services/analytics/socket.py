@@ -1,0 +1,112 @@
+"""``/ws/metrics``: the dashboard's live feed (``?channel=``, ``?token=``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from services.analytics.auth import MISSING_TOKEN, presented_token, token_ok
+from services.analytics.hub import Client, Hub
+from services.analytics.settings import AnalyticsSettings
+
+log = logging.getLogger("services.analytics.socket")
+router = APIRouter()
+POLICY_VIOLATION = 1008
+CLOSE_TIMEOUT_S = 1.0
+MAX_REASON_BYTES = 123
+
+
+@router.websocket("/ws/metrics")
+async def metrics_socket(websocket: WebSocket) -> None:
+    """Snapshot on connect, then every broadcast and donation for the chosen channel."""
+    settings: AnalyticsSettings = websocket.app.state.settings
+    await websocket.accept()
+    refusal = refuse_reason(websocket, settings)
+    if refusal:
+        await websocket.close(code=POLICY_VIOLATION, reason=refusal)
+        return
+    channel = chosen_channel(websocket, settings)
+    hub: Hub = websocket.app.state.hub
+    client = hub.add(channel)
+    try:
+        await send_snapshot(websocket, channel)
+        await serve_client(websocket, client)
+    finally:
+        hub.remove(client)
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to the 123 UTF-8 bytes a WebSocket close frame allows (whole characters)."""
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def chosen_channel(websocket: WebSocket, settings: AnalyticsSettings) -> str:
+    """``?channel=``, lower-cased, or the first of ``CHANNELS``."""
+    return (websocket.query_params.get("channel") or settings.channels[0]).lower()
+
+
+def refuse_reason(websocket: WebSocket, settings: AnalyticsSettings) -> str:
+    """Why this socket is refused (wrong token, unknown channel), or ``""``."""
+    if not token_ok(settings, presented_token(websocket)):
+        return close_reason(MISSING_TOKEN)
+    channel = chosen_channel(websocket, settings)
+    if channel not in settings.channels:
+        known = ",".join(settings.channels)
+        return close_reason(f"unknown channel {channel[:40]!r}; this server has {known}")
+    return ""
+
+
+async def send_snapshot(websocket: WebSocket, channel: str) -> None:
+    """``stream_state``, ``metrics_update``, then today's revenue points for the chart."""
+    broadcaster = websocket.app.state.broadcaster
+    for frame in await broadcaster.snapshot_frames(channel):
+        await websocket.send_text(frame)
+    for frame in await broadcaster.revenue_history(channel):
+        await websocket.send_text(frame)
+
+
+async def serve_client(websocket: WebSocket, client: Client) -> None:
+    """Send queued frames until the client leaves or falls too far behind."""
+    tasks = [
+        asyncio.create_task(pump(websocket, client)),
+        asyncio.create_task(wait_for_disconnect(websocket)),
+        asyncio.create_task(client.overflowed.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if client.overflowed.is_set():
+        log.warning(
+            "dropped a %s client that fell %d messages behind", client.channel, client.queue.maxsize
+        )
+        with contextlib.suppress(Exception):
+            reason = close_reason(f"too slow: {client.queue.maxsize} messages queued; reconnect")
+            await asyncio.wait_for(websocket.close(POLICY_VIOLATION, reason), CLOSE_TIMEOUT_S)
+
+
+async def pump(websocket: WebSocket, client: Client) -> None:
+    """Write the client's queued frames in order, yielding after each one.
+
+    Yielding lets every other client's pump write its copy of a frame before this
+    one writes the next, so a donation reaches all clients before anyone gets the
+    ``revenue_point`` that follows it.
+    """
+    while True:
+        await websocket.send_text(await client.next_frame())
+        await asyncio.sleep(0)
+
+
+async def wait_for_disconnect(websocket: WebSocket) -> None:
+    """Return when the client goes away (anything it sends is ignored)."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return

@@ -1,0 +1,98 @@
+"""The ingest HTTP app: webhooks, health and metrics; its lifespan runs the event sources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from services.ingest import donation_webhook, twitch_webhook
+from services.ingest.settings import IngestSettings
+from shared import ops
+from shared.publisher import PUBLISHED, Publisher
+from shared.redis_client import connect_settings
+from shared.tasks import finish_tasks, start_task
+
+log = logging.getLogger("services.ingest")
+SOURCE_STOP_TIMEOUT_S = 8.0
+
+
+class Source(Protocol):
+    """An event source the lifespan runs until shutdown."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish events until ``stop`` is set, then clean up and return."""
+
+
+def build_sources(
+    settings: IngestSettings, redis: Redis, publisher: Publisher
+) -> dict[str, Source]:
+    """The socket and simulated sources named in ``INGEST_SOURCES`` (webhooks need none)."""
+    sources: dict[str, Source] = {}
+    if "sim" in settings.ingest_sources:
+        from services.ingest.simulator import SimSource
+
+        sources["sim"] = SimSource(redis, settings, publisher)
+    if "twitch" in settings.ingest_sources:
+        from services.ingest.twitch_source import TwitchSource
+
+        sources["twitch"] = TwitchSource(settings, publisher)
+    return sources
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Own the Redis client, the publisher and one task per source; stop them in order."""
+    settings: IngestSettings = app.state.settings
+    started = time.monotonic()
+    redis = connect_settings(settings)
+    app.state.redis = redis
+    app.state.publisher = Publisher(redis, settings)
+    stop = asyncio.Event()
+    sources = build_sources(settings, redis, app.state.publisher)
+    tasks = [start_task(name, source.run(stop)) for name, source in sources.items()]
+    log.info(
+        "ingest up: sources %s, channels %s",
+        ",".join(settings.ingest_sources),
+        ",".join(settings.channels),
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        outcomes = await finish_tasks(tasks, SOURCE_STOP_TIMEOUT_S)
+        await redis.aclose()
+        log.info(
+            "ingest stopped after %.1f s: %d events published; sources %s; redis closed",
+            time.monotonic() - started,
+            _published_total(),
+            ", ".join(f"{name} {how}" for name, how in outcomes.items()) or "none",
+        )
+
+
+def _published_total() -> int:
+    return int(
+        sum(
+            sample.value
+            for metric in PUBLISHED.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
+def create_app(settings: IngestSettings) -> FastAPI:
+    """The ingest app for ``settings`` (read once at start)."""
+    app = FastAPI(title="streamloop-ingest", lifespan=lifespan, version="0.1.0")
+    app.state.settings = settings
+    app.include_router(ops.router)
+    if "webhooks" in settings.ingest_sources:
+        app.include_router(donation_webhook.router)
+        app.include_router(twitch_webhook.router)
+    return app

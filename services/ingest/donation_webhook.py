@@ -1,0 +1,91 @@
+"""``POST /webhooks/donations``: Streamlabs/StreamElements donations, guarded by a shared secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+import pydantic
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from services.ingest.donations import DonationPayloadError, parse_donations
+from services.ingest.settings import IngestSettings
+from services.ingest.webhook_body import read_capped, require_json
+from shared.events import DonationEvent, describe_validation_error
+from shared.money import CurrencyError
+
+log = logging.getLogger("services.ingest.donations")
+router = APIRouter(tags=["webhooks"])
+
+
+@router.post(
+    "/webhooks/donations",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Donation from Streamlabs or StreamElements",
+    responses={400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+)
+async def donations(request: Request, channel: str | None = Query(default=None)) -> JSONResponse:
+    """Authenticate with ``Authorization: Bearer <DONATION_WEBHOOK_SECRET>`` or
+    ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``, then publish each donation."""
+    settings: IngestSettings = request.app.state.settings
+    target = _channel(settings, channel)
+    require_json(request)
+    body = await read_capped(request, settings.webhook_max_body_bytes)
+    _authenticate(request, body, settings.donation_webhook_secret.get_secret_value())
+    events = _parse(body, target, settings)
+    result = await request.app.state.publisher.publish_many(events)
+    log.info(
+        "donation webhook for %s: %d published, %d duplicates",
+        target,
+        result.published,
+        len(result.duplicates),
+    )
+    return JSONResponse(
+        {"published": result.published, "duplicates": len(result.duplicates)},
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+def _channel(settings: IngestSettings, requested: str | None) -> str:
+    channel = (requested or settings.channels[0]).lower()
+    if channel not in settings.channels:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown channel {channel!r}: not in CHANNELS"
+        )
+    return channel
+
+
+def _authenticate(request: Request, body: bytes, secret: str) -> None:
+    if not secret:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "donation webhooks are disabled: set DONATION_WEBHOOK_SECRET",
+        )
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    signature = request.headers.get("x-signature", "").removeprefix("sha256=").strip()
+    if not bearer and not signature:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing credentials: send Authorization: Bearer <secret> or X-Signature",
+        )
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    bearer_ok = bool(bearer) and hmac.compare_digest(bearer.encode(), secret.encode())
+    signature_ok = bool(signature) and hmac.compare_digest(signature.encode(), expected.encode())
+    if not (bearer_ok or signature_ok):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "bad secret or signature")
+
+
+def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[DonationEvent]:
+    try:
+        return parse_donations(json.loads(body), channel, settings.fx_rates_usd)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {error}") from error
+    except (DonationPayloadError, CurrencyError) as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+    except pydantic.ValidationError as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, describe_validation_error(error)
+        ) from error

@@ -1,0 +1,7 @@
+"""Run the orchestrator: ``python -m services.orchestrator``."""
+
+import sys
+
+from services.orchestrator.main import main
+
+sys.exit(main())

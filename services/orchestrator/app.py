@@ -1,0 +1,146 @@
+"""The orchestrator app: health and metrics over HTTP; its lifespan runs the decision loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from services.orchestrator.claude import ClaudeAdvisor
+from services.orchestrator.context import MetricsReader
+from services.orchestrator.decider import Orchestrator
+from services.orchestrator.lease import ChannelLeases
+from services.orchestrator.loop import DecisionLoop
+from services.orchestrator.settings import OrchestratorSettings
+from shared import ops
+from shared.bandit import BanditStateError, bandit_factory
+from shared.publisher import Publisher
+from shared.redis_client import CONNECTION_ERRORS, connect_settings
+from shared.rewards import SegmentScorer
+from shared.tasks import finish_tasks, start_task
+
+log = logging.getLogger("services.orchestrator")
+STOP_TIMEOUT_S = 8.0
+
+
+def advisor_for(settings: OrchestratorSettings) -> ClaudeAdvisor:
+    """Claude with the configured model, timeout and retries (disabled without a key)."""
+    return ClaudeAdvisor(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        model=settings.anthropic_model,
+        activities=settings.activities,
+        timeout_s=settings.anthropic_timeout_s,
+        max_retries=settings.anthropic_max_retries,
+        base_url=settings.anthropic_base_url,
+    )
+
+
+def build_loop(
+    redis: Redis,
+    settings: OrchestratorSettings,
+    advisor: ClaudeAdvisor,
+    rng: np.random.Generator | None = None,
+) -> DecisionLoop:
+    """The decision loop with every collaborator wired from ``settings``."""
+    bandits = bandit_factory(redis, settings, rng)
+    orchestrator = Orchestrator(
+        settings.activities,
+        advisor=advisor,
+        metrics=MetricsReader(redis, settings.keys),
+        bandits=bandits,
+        min_segment_s=settings.min_segment_s,
+    )
+    scorer = SegmentScorer(
+        redis,
+        settings.keys,
+        bandits,
+        min_segment_s=settings.min_segment_s,
+        grace_s=settings.reward_grace_s,
+        state_path=settings.bandit_state_path,
+    )
+    replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+    leases = ChannelLeases(redis, settings.keys, replica, settings.lease_ttl_ms)
+    return DecisionLoop(redis, settings, orchestrator, Publisher(redis, settings), leases, scorer)
+
+
+async def seed_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> None:
+    """Channels with no bandit state in Redis start from the JSON backup, if it has them."""
+    assert loop.scorer is not None
+    for channel in settings.channels:
+        try:
+            if await loop.scorer.bandits(channel).seed_if_empty(settings.bandit_state_path):
+                log.info("%s: bandit seeded from %s", channel, settings.bandit_state_path)
+        except BanditStateError as error:
+            log.error(
+                "%s: not seeding the bandit from %s (%s); starting from the prior",
+                channel,
+                settings.bandit_state_path,
+                error,
+            )
+        except CONNECTION_ERRORS as error:
+            log.warning("%s: Redis unreachable, bandit not seeded yet: %s", channel, error)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Own Redis, Claude's client and the loop; on stop save the bandits and give leases back."""
+    settings: OrchestratorSettings = app.state.settings
+    started = time.monotonic()
+    redis = app.state.redis = connect_settings(settings)
+    advisor = advisor_for(settings)
+    loop = build_loop(redis, settings, advisor)
+    await seed_bandits(loop, settings)
+    stop = asyncio.Event()
+    task = start_task("decisions", loop.run(stop))
+    log.info(
+        "orchestrator up as %s: channels %s, Claude %s",
+        loop.leases.replica,
+        ",".join(settings.channels),
+        settings.anthropic_model if advisor.enabled else "off",
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await finish_tasks([task], STOP_TIMEOUT_S)
+        await _save_bandits(loop, settings)
+        await advisor.close()
+        await redis.aclose()
+        log.info(
+            "orchestrator stopped after %.1f s: %d decisions, %d segments scored; bandit "
+            "saved to %s; leases released; redis closed",
+            time.monotonic() - started,
+            loop.decisions,
+            loop.scorer.scored if loop.scorer else 0,
+            settings.bandit_state_path,
+        )
+
+
+async def _save_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> None:
+    assert loop.scorer is not None
+    for channel in settings.channels:
+        try:
+            await loop.scorer.bandits(channel).save(settings.bandit_state_path)
+        except (*CONNECTION_ERRORS, OSError) as error:  # type: ignore[misc]
+            log.error(
+                "%s: could not save the bandit to %s: %s",
+                channel,
+                settings.bandit_state_path,
+                error,
+            )
+
+
+def create_app(settings: OrchestratorSettings) -> FastAPI:
+    """The orchestrator app for ``settings`` (read once at start)."""
+    app = FastAPI(title="streamloop-orchestrator", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(ops.router)
+    return app

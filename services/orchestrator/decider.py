@@ -1,0 +1,119 @@
+"""One decision for one channel: Claude with the bandit's suggestion, or the bandit alone.
+
+Order of precedence:
+
+1. an activity younger than ``MIN_SEGMENT_S`` stays on air (rule ``dwell``), so every
+   segment lives long enough to be scored;
+2. Claude's tool call, when an API key is set and the call succeeds;
+3. otherwise the bandit's sampled arm (the log and the record say why Claude was
+   not used); without a bandit, the current activity is kept (``default``).
+
+Constructed without a metrics reader or a bandit it still decides, on a basic
+context, as the seed plan required.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from services.orchestrator.claude import ClaudeAdvisor
+from services.orchestrator.context import MetricsReader, describe
+from shared.bandit import ThompsonBandit
+
+log = logging.getLogger("services.orchestrator.decider")
+Decider = Literal["claude", "bandit", "dwell", "default"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was decided for a channel at event time ``at_ms``, by whom and why."""
+
+    channel: str
+    at_ms: int
+    action: Literal["switch", "keep"]
+    activity: str
+    previous: str
+    suggestion: str
+    decided_by: Decider
+    reason: str
+    fallback: str = ""
+    chat_message: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """Flat string fields, as recorded on ``decisions:{channel}``."""
+        return {name: str(value) for name, value in asdict(self).items()}
+
+
+class Orchestrator:
+    """Decides what each channel does next (see module doc)."""
+
+    def __init__(
+        self,
+        activities: list[str],
+        *,
+        advisor: ClaudeAdvisor | None = None,
+        metrics: MetricsReader | None = None,
+        bandits: Callable[[str], ThompsonBandit] | None = None,
+        min_segment_s: float = 0.0,
+    ) -> None:
+        self.activities = activities
+        self.advisor = advisor
+        self.metrics = metrics
+        self.bandits = bandits
+        self.min_segment_s = min_segment_s
+
+    async def decide(self, channel: str, current: str, at_ms: int, on_air_s: float) -> Decision:
+        """The decision for ``channel`` whose ``current`` activity has been on air ``on_air_s``."""
+        suggestion = await self.bandits(channel).select() if self.bandits else ""
+        made = _Maker(channel, at_ms, current, suggestion)
+        if current and on_air_s < self.min_segment_s:
+            why = f"{current} has been on air {on_air_s:.0f} s of at least {self.min_segment_s:.0f}"
+            return made(current, "dwell", why)
+        fallback = "no Claude advisor"
+        if self.advisor is not None:
+            figures = await self.metrics.figures(channel) if self.metrics else None
+            advice, fallback = await self.advisor.advise(
+                describe(figures, suggestion, current), current
+            )
+            if advice is not None:
+                return made(
+                    advice.activity, "claude", advice.reason, chat_message=advice.chat_message
+                )
+        if suggestion:
+            log.info("%s: using the bandit's choice %s (%s)", channel, suggestion, fallback)
+            return made(
+                suggestion, "bandit", f"bandit sampled {suggestion} highest", fallback=fallback
+            )
+        return made(
+            current or self.activities[0],
+            "default",
+            "no bandit: keeping the activity on air",
+            fallback=fallback,
+        )
+
+
+@dataclass(frozen=True)
+class _Maker:
+    """Builds the :class:`Decision` of one call; the action follows from the activity."""
+
+    channel: str
+    at_ms: int
+    current: str
+    suggestion: str
+
+    def __call__(self, activity: str, decided_by: Decider, reason: str, **extra: str) -> Decision:
+        action: Literal["switch", "keep"] = "keep" if activity == self.current else "switch"
+        return Decision(
+            channel=self.channel,
+            at_ms=self.at_ms,
+            action=action,
+            activity=activity,
+            previous=self.current,
+            suggestion=self.suggestion,
+            decided_by=decided_by,
+            reason=reason,
+            **extra,
+        )

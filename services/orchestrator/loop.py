@@ -1,0 +1,203 @@
+"""The decision loop: for every channel this replica holds, decide once per interval of event time.
+
+Each look at a channel (every ``LOOP_INTERVAL_S`` real seconds) renews or takes
+its lease; a held channel gets its own task, so a slow Claude call on one channel
+never holds up another or the lease renewals. A decision first claims its slot
+(one atomic compare-and-set on the channel's last decision time), so even two
+replicas briefly believing they hold a channel decide it once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.orchestrator.decider import Decision, Orchestrator
+from services.orchestrator.lease import ChannelLeases
+from services.orchestrator.settings import OrchestratorSettings
+from shared.events import ActivityChangedEvent
+from shared.publisher import Publisher
+from shared.redis_client import CONNECTION_ERRORS
+from shared.rewards import SegmentScorer
+from shared.stream_summary import StreamState, read_latest_lifecycle, stream_state
+from shared.waiting import wait_or_stop
+
+log = logging.getLogger("services.orchestrator.loop")
+DECISIONS_MAXLEN = 10_000
+CLAIM_SLOT = """
+local last = tonumber(redis.call('HGET', KEYS[1], 'at_ms') or '-1')
+if last >= 0 and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'at_ms', ARGV[1])
+return 1
+"""
+
+
+class DecisionLoop:
+    """Runs :class:`Orchestrator` on the channels this replica holds (see module doc)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: OrchestratorSettings,
+        orchestrator: Orchestrator,
+        publisher: Publisher,
+        leases: ChannelLeases,
+        scorer: SegmentScorer | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = settings.keys
+        self.orchestrator = orchestrator
+        self.publisher = publisher
+        self.leases = leases
+        self.scorer = scorer
+        self.decisions = 0
+        self._claim_slot = redis.register_script(CLAIM_SLOT)
+        self._scored_head: dict[str, tuple[str, float] | None] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold leases and decide until ``stop``; then give the leases back."""
+        running: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not stop.is_set():
+                await self._look(running)
+                await wait_or_stop(stop, self.settings.loop_interval_s)
+        finally:
+            await _cancel(running.values())
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                for channel in running:
+                    await self.leases.release(channel)
+                await self.leases.leave()
+
+    async def _look(self, running: dict[str, asyncio.Task[None]]) -> None:
+        try:
+            await self._hold_fair_share(running)
+        except CONNECTION_ERRORS as error:
+            log.warning("cannot reach Redis to renew leases: %s", error)
+
+    async def _hold_fair_share(self, running: dict[str, asyncio.Task[None]]) -> None:
+        channels = self.settings.channels
+        share = await self.leases.fair_share(len(channels))
+        mine = [ch for ch in channels if ch in running]  # keep what we have first
+        for channel in mine + [ch for ch in self._rotated(channels) if ch not in running]:
+            if len([ch for ch in running if ch != channel]) >= share:
+                if channel in running:
+                    await self.leases.release(channel)
+                    await _cancel([running.pop(channel)])
+                continue
+            held = await self.leases.hold(channel)
+            task = running.get(channel)
+            if not held:
+                if task is not None:
+                    log.warning("%s: lost the lease; another replica decides it now", channel)
+                    await _cancel([running.pop(channel)])
+            elif task is None or task.done():
+                running[channel] = asyncio.create_task(self._guarded_tick(channel))
+
+    def _rotated(self, channels: list[str]) -> list[str]:
+        """``channels`` starting at a replica-specific offset, so replicas try different ones."""
+        offset = zlib.crc32(self.leases.replica.encode()) % max(1, len(channels))
+        return channels[offset:] + channels[:offset]
+
+    async def _guarded_tick(self, channel: str) -> None:
+        try:
+            await self.tick(channel)
+        except CONNECTION_ERRORS as error:
+            log.warning("%s: Redis unreachable, decision skipped: %s", channel, error)
+        except Exception:
+            log.exception("%s: decision failed; will try again next interval", channel)
+
+    async def tick(self, channel: str) -> Decision | None:
+        """Score ended segments, then decide if the channel is live and its slot is due."""
+        now, lifecycle = await read_latest_lifecycle(self.redis, self.keys.analytics(channel))
+        await self._score_if_changed(channel, lifecycle)
+        state = stream_state(lifecycle)
+        if not now or not state.is_live or state.activity_since_ms is None:
+            return None
+        interval_ms = int(self.settings.decision_interval_s * 1000)
+        slot = [self.keys.orchestrator_on_air(channel)]
+        if not await self._claim_slot(keys=slot, args=[now, interval_ms]):
+            return None
+        current, since_ms = await self._on_air(channel, state)
+        decision = await self.orchestrator.decide(channel, current, now, (now - since_ms) / 1000)
+        await self.record(decision, state.stream_id, since_ms)
+        return decision
+
+    async def _score_if_changed(self, channel: str, lifecycle: list[tuple[str, float]]) -> None:
+        """Run the scorer when the lifecycle moved on, or while a segment waits for its grace."""
+        if self.scorer is None:
+            return
+        head = lifecycle[0] if lifecycle else None
+        if head != self._scored_head.get(channel) or self.scorer.waiting(channel):
+            await self.scorer.score_ready(channel)
+            self._scored_head[channel] = head
+
+    async def _on_air(self, channel: str, state: StreamState) -> tuple[str, int]:
+        """What is on air and since when: our own last switch, or the stream's lifecycle."""
+        assert state.activity_since_ms is not None
+        ours: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
+            self.keys.orchestrator_on_air(channel)
+        )
+        since = int(ours.get("since_ms", -1))
+        if ours.get("stream_id") == state.stream_id and since > state.activity_since_ms:
+            return ours["activity"], since
+        return state.activity, state.activity_since_ms
+
+    async def record(self, decision: Decision, stream_id: str, since_ms: int) -> None:
+        """Remember what is on air, log the decision, publish ``activity_changed`` on a switch."""
+        on_air_since = decision.at_ms if decision.action == "switch" else since_ms
+        await self.redis.hset(
+            self.keys.orchestrator_on_air(decision.channel),
+            mapping={
+                "activity": decision.activity,
+                "since_ms": on_air_since,
+                "stream_id": stream_id,
+            },
+        )
+        record = decision.fields() | {"replica": self.leases.replica, "stream_id": stream_id}
+        await self.redis.xadd(
+            self.keys.decisions(decision.channel),
+            record,  # type: ignore[arg-type]
+            maxlen=DECISIONS_MAXLEN,
+            approximate=True,
+        )
+        self.decisions += 1
+        if decision.action == "switch":
+            await self.publisher.publish(switch_event(decision, stream_id))
+        log.info(
+            "%s: %s %s (by %s: %s)",
+            decision.channel,
+            decision.action,
+            decision.activity,
+            decision.decided_by,
+            decision.reason,
+        )
+
+
+def switch_event(decision: Decision, stream_id: str) -> ActivityChangedEvent:
+    """The ``activity_changed`` a switch publishes (its id makes a retry land once)."""
+    from datetime import UTC, datetime
+
+    return ActivityChangedEvent(
+        id=f"decision:{decision.channel}:{decision.at_ms}",
+        channel=decision.channel,
+        ts=datetime.fromtimestamp(decision.at_ms / 1000, UTC),
+        source="orchestrator",
+        stream_id=stream_id,
+        activity=decision.activity,
+        previous=decision.previous,
+        reason=decision.reason,
+        decided_by=decision.decided_by,
+    )
+
+
+async def _cancel(tasks: Any) -> None:
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

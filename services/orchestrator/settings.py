@@ -1,0 +1,33 @@
+"""Settings of the orchestrator (``python -m services.orchestrator``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shared.settings import BanditSettings
+
+
+class OrchestratorSettings(BanditSettings):
+    """The decision loop, the bandit, Claude, and the per-channel leases."""
+
+    orchestrator_port: int = Field(default=8002, description="HTTP port: health and metrics.")
+    decision_interval_s: float = Field(
+        default=30.0, gt=0, description="Event-time seconds between decisions for a channel."
+    )
+    reward_grace_s: float = Field(
+        default=5.0, ge=0, description="Event-time wait after a segment ends before scoring it."
+    )
+    loop_interval_s: float = Field(
+        default=0.25, gt=0, description="Real seconds between looks at each channel's clock."
+    )
+    lease_ttl_ms: int = Field(
+        default=10_000, ge=100, description="A channel's lease lifetime; the holder renews it."
+    )
+    replica_id: str = Field(default="", description="This replica's name; empty: hostname-pid.")
+    anthropic_api_key: SecretStr = Field(
+        default=SecretStr(""), description="Claude API key; empty runs on the bandit alone."
+    )
+    anthropic_model: str = Field(default="claude-sonnet-5-5", description="Claude model.")
+    anthropic_base_url: str = Field(default="", description="API base URL; empty: Anthropic's.")
+    anthropic_timeout_s: float = Field(default=8.0, gt=0, description="Per-request timeout.")
+    anthropic_max_retries: int = Field(default=2, ge=0, description="Retries on 429/5xx/timeouts.")

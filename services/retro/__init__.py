@@ -1,0 +1,1 @@
+"""The retro worker: the post-stream report and the bandit's stream-level update."""

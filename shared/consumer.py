@@ -1,0 +1,434 @@
+"""The consumer-group runner every service uses to read the event streams.
+
+One :class:`ConsumerRunner` reads one or more streams in a consumer group and
+hands validated batches to a :class:`Handler`. The guarantees:
+
+* groups are created from the start of each stream (``XGROUP CREATE ... 0
+  MKSTREAM``, ignoring only BUSYGROUP), so a late consumer misses nothing;
+* the handler queues its Redis effects on a MULTI pipeline; the runner adds the
+  XACKs (and any dead letters) to the same transaction, so effects and acks
+  commit together and a crash at any instant neither loses nor doubles an event;
+* on start it re-reads its own pending entries; every few seconds it takes over
+  entries left pending by a dead consumer. Before claiming it bumps the previous
+  owner's *fence* key, which that owner WATCHes while committing, so a slow but
+  alive owner cannot commit a batch someone else has taken (this is why it uses
+  XPENDING + XCLAIM rather than XAUTOCLAIM: it must know whose entries it takes);
+* an entry that breaks the contract, or fails its handler ``max_attempts``
+  times, goes to ``events:dead`` with the reason and is acked;
+* a lost connection is retried with capped backoff; a missing group (NOGROUP)
+  stops the runner loudly; ``stop`` finishes the batch in hand, then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pydantic
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError, WatchError
+
+from shared.clock import utc_now
+from shared.events import (
+    DeadLetter,
+    Event,
+    dead_letter_fields,
+    decode_fields,
+    describe_validation_error,
+    parse_fields,
+)
+from shared.keys import Stream
+from shared.redis_client import CONNECTION_ERRORS
+from shared.settings import ConsumerSettings
+from shared.waiting import wait_or_stop
+
+log = logging.getLogger(__name__)
+
+CONSUMED = Counter(
+    "streamloop_events_consumed_total", "Entries handled and acked.", ["group", "stream"]
+)
+DEAD_LETTERED = Counter(
+    "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
+)
+LAG = Gauge("streamloop_consumer_lag", "Entries not yet read by the group.", ["group", "stream"])
+
+MAX_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One validated entry handed to a handler."""
+
+    stream: Stream
+    entry_id: str
+    event: Event
+
+
+class Handler(Protocol):
+    """What a service plugs into the runner."""
+
+    async def handle(self, batch: Sequence[Delivery], tx: Pipeline) -> None:
+        """Queue the Redis effects of ``batch`` on ``tx``, a MULTI pipeline.
+
+        Do not execute ``tx``: the runner adds the XACKs and commits both at once.
+        Reads must use another client. Raise to have the batch retried entry by entry.
+        """
+
+
+class ConsumerGroupMissing(RuntimeError):
+    """The consumer group vanished while running (stream deleted or Redis lost its data)."""
+
+
+@dataclass
+class RunSummary:
+    """Counts of one runner's life, logged in one line when it stops."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    claimed: int = 0
+    fenced_batches: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, group: str, consumer: str) -> str:
+        """The one-line summary printed at shutdown."""
+        elapsed = time.monotonic() - self.started
+        return (
+            f"consumer {group}/{consumer} stopped after {elapsed:.1f} s: "
+            f"{self.handled} handled, {self.dead_lettered} dead-lettered, "
+            f"{self.claimed} claimed from dead consumers, {self.fenced_batches} batches "
+            f"dropped after a takeover, {self.reconnects} reconnects"
+        )
+
+
+@dataclass
+class _Batch:
+    """Entries of one read, sorted into handleable ones and rejects."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    acks: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+def default_consumer_name() -> str:
+    """``hostname-pid``: unique per process, stable per container."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ConsumerRunner:
+    """Reads ``streams`` in consumer group ``group`` and feeds ``handler`` (see module doc)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: ConsumerSettings,
+        group: str,
+        handler: Handler,
+        streams: Iterable[Stream] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.group = group
+        self.handler = handler
+        self.keys = settings.keys
+        self.consumer = settings.consumer_name or default_consumer_name()
+        kinds = (
+            streams
+            if streams is not None
+            else [self.keys.kind_of(s) for s in self.keys.event_streams()]
+        )
+        self.streams = [self.keys.stream(kind) for kind in kinds]
+        self.summary = RunSummary()
+        self._reread_pending = True
+        self._next_reclaim = 0.0
+
+    async def run(self, stop: asyncio.Event) -> RunSummary:
+        """Consume until ``stop`` is set; return (and log) the summary."""
+        await self._until_connected(stop, self.ensure_groups)
+        while not stop.is_set():
+            await self._until_connected(stop, self.step)
+        log.debug(self.summary.line(self.group, self.consumer))  # the service logs its own line
+        return self.summary
+
+    async def ensure_groups(self) -> None:
+        """Create the group on every stream from its start; an existing group is fine."""
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as error:
+                if not str(error).startswith("BUSYGROUP"):
+                    raise
+
+    async def step(self) -> int:
+        """Reclaim if due, read one batch and commit it; return entries handled.
+
+        Raises :class:`ConsumerGroupMissing` when the group vanished, whichever
+        command (reclaim, read, commit) was the first to see it.
+        """
+        try:
+            return await self._step()
+        except ResponseError as error:
+            if _is_nogroup(error):
+                raise _group_missing(error, self.group) from error
+            raise
+
+    async def _step(self) -> int:
+        if time.monotonic() >= self._next_reclaim:
+            await self.reclaim()
+        reading_pending = self._reread_pending
+        response = await self._read(pending=reading_pending)
+        entries = [(stream, eid, fields) for stream, items in response for eid, fields in items]
+        if reading_pending and not entries:
+            self._reread_pending = False
+        return await self.process(entries) if entries else 0
+
+    async def process(self, entries: Sequence[tuple[str, str, Any]]) -> int:
+        """Validate ``entries`` and commit them with the handler's effects."""
+        batch = self._sort(entries)
+        try:
+            await self._commit(batch.deliveries, batch.dead, batch.acks)
+        except WatchError:
+            return self._fenced(len(entries))
+        except Exception as error:
+            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+                raise
+            log.warning(
+                "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
+            )
+            await self._commit_one_by_one(batch)
+        return len(batch.deliveries)
+
+    async def reclaim(self) -> int:
+        """Take over entries idle longer than ``claim_min_idle_ms`` in other consumers' hands."""
+        self._next_reclaim = time.monotonic() + self.settings.consumer_reclaim_interval_s
+        claimed = 0
+        for stream in self.streams:
+            claimed += await self._reclaim_stream(stream)
+            await self._forget_idle_consumers(stream)
+        await self._update_lag()
+        return claimed
+
+    async def _forget_idle_consumers(self, stream: str) -> None:
+        """Remove consumers long gone (idle, nothing pending), so the group stays readable."""
+        for info in await self.redis.xinfo_consumers(stream, self.group):
+            name, idle_ms = info["name"], info["idle"]
+            if name == self.consumer or info["pending"]:
+                continue
+            if idle_ms > self.settings.consumer_forget_idle_ms:
+                await self.redis.xgroup_delconsumer(stream, self.group, name)
+                await self.redis.delete(self.keys.consumer_fence(self.group, name))
+                log.info(
+                    "%s: forgot consumer %s on %s (idle %d s)",
+                    self.group,
+                    name,
+                    stream,
+                    idle_ms // 1000,
+                )
+
+    async def _reclaim_stream(self, stream: str) -> int:
+        stale: list[dict[str, Any]] = await self.redis.xpending_range(
+            stream,
+            self.group,
+            min="-",
+            max="+",
+            count=self.settings.consumer_batch_size,
+            idle=self.settings.consumer_claim_min_idle_ms,
+        )
+        theirs = [entry for entry in stale if entry["consumer"] != self.consumer]
+        if not theirs:
+            return 0
+        for owner in {entry["consumer"] for entry in theirs}:
+            await self.redis.incr(self.keys.consumer_fence(self.group, owner))
+        ids = [entry["message_id"] for entry in theirs]
+        taken: list[Any] = await self.redis.xclaim(
+            stream, self.group, self.consumer, self.settings.consumer_claim_min_idle_ms, ids
+        )
+        log.warning(
+            "%s: took over %d stale entries of %s from dead consumers",
+            self.group,
+            len(taken),
+            stream,
+        )
+        self.summary.claimed += len(taken)
+        await self.process([(stream, entry_id, fields) for entry_id, fields in taken])
+        return len(taken)
+
+    async def _read(self, *, pending: bool) -> list[Any]:
+        start = "0" if pending else ">"
+        response: Any = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(self.streams, start),
+            count=self.settings.consumer_batch_size,
+            block=None if pending else self.settings.consumer_block_ms,
+        )
+        return response or []
+
+    def _sort(self, entries: Sequence[tuple[str, str, Any]]) -> _Batch:
+        batch = _Batch()
+        for stream, entry_id, fields in entries:
+            batch.acks[stream].append(entry_id)
+            if fields is None or not fields:
+                log.warning(
+                    "%s: %s %s was trimmed before it was read", self.group, stream, entry_id
+                )
+                continue
+            delivery_or_reason = self._validate(stream, entry_id, fields)
+            if isinstance(delivery_or_reason, Delivery):
+                batch.deliveries.append(delivery_or_reason)
+            else:
+                batch.dead.append(self._dead_letter(stream, entry_id, fields, delivery_or_reason))
+        return batch
+
+    def _validate(self, stream: str, entry_id: str, fields: Any) -> Delivery | str:
+        try:
+            event = parse_fields(fields)
+        except pydantic.ValidationError as error:
+            return describe_validation_error(error)
+        kind = self.keys.kind_of(stream)
+        if event.stream != kind:
+            return f"type {event.type!r} does not belong on {stream}"
+        return Delivery(kind, entry_id, event)
+
+    def _dead_letter(self, stream: str, entry_id: str, fields: Any, reason: str) -> DeadLetter:
+        raw = json.dumps(dict(decode_fields(fields)), ensure_ascii=False)
+        log.warning("%s: dead-lettering %s %s: %s", self.group, stream, entry_id, reason)
+        return DeadLetter(
+            reason=reason[:2000],
+            stream=stream,
+            entry_id=entry_id,
+            raw=raw,
+            group=self.group,
+            ts=utc_now(),
+        )
+
+    async def _commit(
+        self,
+        deliveries: Sequence[Delivery],
+        dead: Sequence[DeadLetter],
+        acks: dict[str, list[str]],
+    ) -> None:
+        async with self.redis.pipeline(transaction=True) as tx:
+            await tx.watch(self.keys.consumer_fence(self.group, self.consumer))
+            tx.multi()  # type: ignore[no-untyped-call]
+            if deliveries:
+                await self.handler.handle(deliveries, tx)
+            self._queue_acks(tx, dead, acks)
+            await tx.execute()
+        self._count(deliveries, dead)
+
+    def _queue_acks(
+        self, tx: Pipeline, dead: Sequence[DeadLetter], acks: dict[str, list[str]]
+    ) -> None:
+        for letter in dead:
+            tx.xadd(
+                self.keys.dead,
+                dead_letter_fields(letter),  # type: ignore[arg-type]
+                maxlen=self.settings.stream_maxlen_dead,
+                approximate=True,
+            )
+        failures = [f"{stream}/{eid}" for stream, ids in acks.items() for eid in ids]
+        for stream, ids in acks.items():
+            tx.xack(stream, self.group, *ids)
+        if failures:
+            tx.hdel(self.keys.consumer_failures(self.group), *failures)
+
+    async def _commit_one_by_one(self, batch: _Batch) -> None:
+        delivered = {(d.stream, d.entry_id) for d in batch.deliveries}
+        rest = {
+            s: [e for e in ids if (self.keys.kind_of(s), e) not in delivered]
+            for s, ids in batch.acks.items()
+        }
+        await self._commit([], batch.dead, {s: ids for s, ids in rest.items() if ids})
+        for delivery in batch.deliveries:
+            await self._commit_single(delivery)
+
+    async def _commit_single(self, delivery: Delivery) -> None:
+        stream = self.keys.stream(delivery.stream)
+        try:
+            await self._commit([delivery], [], {stream: [delivery.entry_id]})
+        except WatchError:
+            self._fenced(1)
+        except Exception as error:
+            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+                raise
+            await self._record_failure(delivery, stream, error)
+
+    async def _record_failure(self, delivery: Delivery, stream: str, error: Exception) -> None:
+        failures_key = self.keys.consumer_failures(self.group)
+        failures = await self.redis.hincrby(failures_key, f"{stream}/{delivery.entry_id}", 1)
+        if failures < self.settings.consumer_max_attempts:
+            log.warning(
+                "%s: %s %s failed (%d/%d): %r",
+                self.group,
+                stream,
+                delivery.entry_id,
+                failures,
+                self.settings.consumer_max_attempts,
+                error,
+            )
+            self._reread_pending = True
+            return
+        fields = {k: str(v) for k, v in delivery.event.model_dump(mode="json").items()}
+        reason = f"handler failed {failures} times: {error!r}"
+        letter = self._dead_letter(stream, delivery.entry_id, fields, reason)
+        await self._commit([], [letter], {stream: [delivery.entry_id]})
+
+    def _fenced(self, size: int) -> int:
+        log.warning("%s: another consumer took over a batch of %d; dropped it", self.group, size)
+        self.summary.fenced_batches += 1
+        self._reread_pending = True
+        return 0
+
+    def _count(self, deliveries: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        self.summary.handled += len(deliveries)
+        self.summary.dead_lettered += len(dead)
+        for delivery in deliveries:
+            CONSUMED.labels(self.group, delivery.stream.value).inc()
+        for letter in dead:
+            DEAD_LETTERED.labels(self.group, self.keys.kind_of(letter.stream).value).inc()
+
+    async def _update_lag(self) -> None:
+        for stream in self.streams:
+            for info in await self.redis.xinfo_groups(stream):
+                if info.get("name") == self.group and info.get("lag") is not None:
+                    LAG.labels(self.group, self.keys.kind_of(stream).value).set(info["lag"])
+
+    async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
+        """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""
+        delay = 0.1
+        while True:
+            try:
+                await action()
+                return
+            except CONNECTION_ERRORS as error:
+                if stop.is_set():
+                    return
+                log.warning(
+                    "%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay
+                )
+                self.summary.reconnects += 1
+                self._reread_pending = True
+                await wait_or_stop(stop, delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+def _is_nogroup(error: Exception) -> bool:
+    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
+
+
+def _group_missing(error: ResponseError, group: str) -> ConsumerGroupMissing:
+    return ConsumerGroupMissing(
+        f"consumer group {group!r} is gone ({error}): a stream was deleted or Redis lost its "
+        "data; restart the service to recreate the group from the start of each stream"
+    )

@@ -1,0 +1,249 @@
+"""Every Redis key name streamloop uses, in one place.
+
+No other module spells a key string: services build names through :class:`Keys`,
+which also applies the optional deployment prefix (``REDIS_KEY_PREFIX``) so that
+several deployments, or a test run, can share one Redis server without touching
+each other's data. ``docs/redis-schema.md`` documents every name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Stream(StrEnum):
+    """The kinds of stream; the Redis key is ``events:<kind>``."""
+
+    CHAT = "chat"
+    DONATION = "donation"
+    SUB = "sub"
+    VIEWERS = "viewers"
+    LIFECYCLE = "lifecycle"
+    DEAD = "dead"
+
+
+EVENT_STREAMS: tuple[Stream, ...] = (
+    Stream.CHAT,
+    Stream.DONATION,
+    Stream.SUB,
+    Stream.VIEWERS,
+    Stream.LIFECYCLE,
+)
+"""Streams that carry events (everything but the dead-letter stream)."""
+
+STREAM_PREFIX = "events:"
+DEDUPE_PREFIX = "dedupe:"
+CONSUMER_PREFIX = "consumer:"
+METRICS_PREFIX = "metrics:"
+ANALYTICS_PREFIX = "analytics:"
+ORCHESTRATOR_PREFIX = "orchestrator:"
+DECISIONS_PREFIX = "decisions:"
+RETRO_PREFIX = "retro:"
+RETRO_INDEX_PREFIX = "retros:"
+
+
+class Keys:
+    """Key names for one deployment, all under ``prefix`` (empty by default)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def stream(self, kind: Stream | str) -> str:
+        """Key of a stream, e.g. ``events:chat``."""
+        return f"{self.prefix}{STREAM_PREFIX}{Stream(kind).value}"
+
+    def event_streams(self) -> list[str]:
+        """Keys of every event stream (not the dead-letter stream)."""
+        return [self.stream(kind) for kind in EVENT_STREAMS]
+
+    @property
+    def dead(self) -> str:
+        """Key of the dead-letter stream ``events:dead``."""
+        return self.stream(Stream.DEAD)
+
+    def kind_of(self, stream_key: str) -> Stream:
+        """The :class:`Stream` a stream key names (inverse of :meth:`stream`)."""
+        return Stream(stream_key.removeprefix(self.prefix).removeprefix(STREAM_PREFIX))
+
+    def dedupe(self, source: str, event_id: str) -> str:
+        """Marker that a ``source`` + ``id`` pair was published (``dedupe:{source}:{id}``)."""
+        return f"{self.prefix}{DEDUPE_PREFIX}{source}:{event_id}"
+
+    def consumer_fence(self, group: str, consumer: str) -> str:
+        """Counter bumped before another consumer claims ``consumer``'s pending entries.
+
+        The owner watches it while committing a batch, so a batch whose entries were
+        claimed meanwhile is never applied twice.
+        """
+        return f"{self.prefix}{CONSUMER_PREFIX}{group}:{consumer}:fence"
+
+    def consumer_failures(self, group: str) -> str:
+        """Hash ``{stream}/{entry_id}`` -> handler failures so far, for dead-lettering."""
+        return f"{self.prefix}{CONSUMER_PREFIX}{group}:failures"
+
+    def metrics(self, channel: str) -> str:
+        """Live metrics hash of a channel, kept by analytics (``metrics:{channel}``)."""
+        return f"{self.prefix}{METRICS_PREFIX}{channel}"
+
+    def twitch_webhook_message(self, message_id: str) -> str:
+        """Marker that a Twitch EventSub webhook message id was handled (SET NX with a TTL).
+
+        Twitch redelivers a message with the same id; the marker makes a redelivery a no-op.
+        """
+        return f"{self.prefix}webhook:twitch:{message_id}"
+
+    def analytics(self, channel: str) -> AnalyticsKeys:
+        """The raw per-channel state analytics keeps (see :class:`AnalyticsKeys`)."""
+        return AnalyticsKeys(f"{self.prefix}{ANALYTICS_PREFIX}{channel}:")
+
+    def orchestrator_lease(self, channel: str) -> str:
+        """String: the replica deciding ``channel`` now, with a TTL it renews."""
+        return f"{self.prefix}{ORCHESTRATOR_PREFIX}lease:{channel}"
+
+    def orchestrator_replicas(self) -> str:
+        """Sorted set replica -> last heartbeat (wall-clock ms), for sharing channels fairly."""
+        return f"{self.prefix}{ORCHESTRATOR_PREFIX}replicas"
+
+    def orchestrator_on_air(self, channel: str) -> str:
+        """Hash: the orchestrator's latest decision slot (``at_ms``) and what it put on air.
+
+        Fields ``at_ms`` (event time of the last decision), ``activity``, ``since_ms``
+        (when that activity went on air) and ``stream_id``.
+        """
+        return f"{self.prefix}{ORCHESTRATOR_PREFIX}on_air:{channel}"
+
+    def decisions(self, channel: str) -> str:
+        """Stream of every decision for ``channel``: arm chosen, suggestion, decider, reason."""
+        return f"{self.prefix}{DECISIONS_PREFIX}{channel}"
+
+    def bandit(self, channel: str) -> str:
+        """Hash: the activity bandit's Beta posteriors for ``channel`` (``bandit:{channel}``).
+
+        Fields ``{arm}:alpha`` and ``{arm}:beta`` (floats), ``{arm}:updates`` and
+        ``updates`` (counts); kept by :class:`shared.bandit.ThompsonBandit`, no TTL.
+        """
+        return f"{self.prefix}bandit:{channel}"
+
+    def bandit_applied(self, channel: str, token: str) -> str:
+        """Marker that the bandit update keyed ``token`` (a segment id) was applied (SET NX + TTL).
+
+        ``bandit:{channel}:applied:{token}``; makes a retried or concurrent update a no-op.
+        """
+        return f"{self.prefix}bandit:{channel}:applied:{token}"
+
+    def bandit_rewards(self, channel: str) -> str:
+        """Hash token (a segment id) -> the reward ``update_once`` applied with it.
+
+        ``bandit:{channel}:rewards``; written in the same script as the update, so the
+        retro report can show the rewards the orchestrator applied online.
+        """
+        return f"{self.prefix}bandit:{channel}:rewards"
+
+    def retro(self, channel: str, stream_id: str) -> str:
+        """Hash: the post-stream report of ``stream_id`` (``retro:{channel}:{stream_id}``).
+
+        Fields ``markdown``, ``html``, ``report`` (JSON), ``ended``, ``ended_ms``,
+        ``complete``; ``bandit_before`` (the bandit before the stream, written first)
+        and ``printed`` (who printed it); kept by the retro worker, no TTL.
+        """
+        return f"{self.prefix}{RETRO_PREFIX}{channel}:{stream_id}"
+
+    def retro_index(self, channel: str) -> str:
+        """Sorted set stream_id -> end time (epoch ms): every report of ``channel``.
+
+        ``retros:{channel}`` (a prefix of its own, so no stream id can collide with it).
+        """
+        return f"{self.prefix}{RETRO_INDEX_PREFIX}{channel}"
+
+    def all_pattern(self) -> str:
+        """SCAN pattern matching every key of this deployment (only sensible with a prefix)."""
+        return f"{self.prefix}*"
+
+
+@dataclass(frozen=True)
+class AnalyticsKeys:
+    """Raw, order-independent state of one channel, from which every figure is derived.
+
+    Every write to these keys commutes (set adds, counters, maxima), so the state
+    after a set of events does not depend on the order or batching they arrived in.
+    """
+
+    base: str
+
+    @property
+    def clock(self) -> str:
+        """Sorted set with one member, ``now``, scored by the largest ``ts`` seen (ms, ZADD GT).
+
+        The channel's event-time "now": windows and rates are measured back from it.
+        """
+        return f"{self.base}clock"
+
+    @property
+    def version(self) -> str:
+        """Counter: events applied so far; derived figures record the version they saw."""
+        return f"{self.base}version"
+
+    @property
+    def chat_window(self) -> str:
+        """Sorted set ``{source}:{id}`` by ``ts`` ms: chat of the trailing window."""
+        return f"{self.base}chat_window"
+
+    @property
+    def chatter_window(self) -> str:
+        """Sorted set user by last ``ts`` ms: chatters of the trailing window."""
+        return f"{self.base}chatter_window"
+
+    @property
+    def chat_per_s(self) -> str:
+        """Hash epoch second -> chat messages in that second."""
+        return f"{self.base}chat_per_s"
+
+    @property
+    def chatter_minutes(self) -> str:
+        """Sorted set ``{epoch minute:010d}|{user}`` -> messages that user sent that minute."""
+        return f"{self.base}chatter_minutes"
+
+    @property
+    def paid(self) -> str:
+        """Sorted set ``{source}:{id}`` by ``ts`` ms: every donation, bits cheer and sub."""
+        return f"{self.base}paid"
+
+    @property
+    def paid_data(self) -> str:
+        """Hash ``{source}:{id}`` -> JSON of that paid event."""
+        return f"{self.base}paid_data"
+
+    @property
+    def viewers(self) -> str:
+        """Sorted set ``{ts ms}:{count}`` by ``ts`` ms: the viewer count series."""
+        return f"{self.base}viewers"
+
+    @property
+    def lifecycle(self) -> str:
+        """Sorted set of JSON lifecycle events (start, end, activity) by ``ts`` ms."""
+        return f"{self.base}lifecycle"
+
+    @property
+    def social(self) -> str:
+        """Sorted set ``{type}|{source}:{id}|{user}|{count}`` by ``ts`` ms: follows and raids."""
+        return f"{self.base}social"
+
+    def all(self) -> list[str]:
+        """Every key above."""
+        return [
+            getattr(self, name)
+            for name in (
+                "clock",
+                "version",
+                "chat_window",
+                "chatter_window",
+                "chat_per_s",
+                "chatter_minutes",
+                "paid",
+                "paid_data",
+                "viewers",
+                "lifecycle",
+                "social",
+            )
+        ]

@@ -1,0 +1,58 @@
+"""Log lines a person can read (text) or a machine can parse (JSON, ``LOG_FORMAT=json``).
+
+Every line names its service and, when known, its channel: set the channel for
+the code that follows with :func:`channel_context`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+
+from pythonjsonlogger.json import JsonFormatter
+
+_channel: contextvars.ContextVar[str] = contextvars.ContextVar("channel", default="-")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s [%(channel)s] %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(service)s %(channel)s %(name)s %(message)s"
+
+
+class _ContextFilter(logging.Filter):
+    """Stamps each record with the service name and the current channel."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.channel = getattr(record, "channel", None) or _channel.get()
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
+    """Send every log line to stderr in ``fmt`` (``text`` or ``json``), tagged with ``service``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter(service))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level"}))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def channel_context(channel: str) -> Iterator[None]:
+    """Tag every log line written inside the block with ``channel``."""
+    token = _channel.set(channel)
+    try:
+        yield
+    finally:
+        _channel.reset(token)

@@ -1,0 +1,41 @@
+"""Serving a service's FastAPI app with uvicorn, the same way in every service.
+
+SIGINT and SIGTERM both start uvicorn's orderly shutdown (the app's lifespan
+stops its tasks, saves what must be saved and logs its summary line), after
+which the process exits 0. Plain uvicorn would re-raise the signal at the end,
+so a clean SIGTERM would look like a crash to a supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus the re-raising of the signal that stopped it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.handle_exit(signum, frame)
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, then shut down in order and return."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    _Server(config).run()

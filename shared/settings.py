@@ -1,0 +1,136 @@
+"""Typed settings shared by every service, read once at start from the environment and ``.env``.
+
+Each service subclasses :class:`BaseServiceSettings` (and :class:`ConsumerSettings`
+when it consumes streams). Every tunable carries its unit in its name
+(``block_ms``, ``dedupe_ttl_s``); the README's settings table lists them all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.keys import Keys, Stream
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def split_commas(value: Any) -> Any:
+    """Parse ``"a, b,c"`` into ``["a", "b", "c"]``; lists pass through unchanged."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every service reads: Redis, channels, logging, stream caps."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://localhost:6379/0"),
+        description="Redis to use (redis:// or rediss://, password allowed).",
+    )
+    redis_key_prefix: str = Field(
+        default="", description="Prefix for every key, so deployments can share one Redis."
+    )
+    channels: CommaList = Field(
+        default=["demo"], description="Twitch channel logins served, comma separated."
+    )
+    log_level: str = Field(default="INFO", description="Python log level name.")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    timezone: str = Field(default="UTC", description="IANA zone for daily figures.")
+    bind_host: str = Field(default="127.0.0.1", description="Address HTTP servers listen on.")
+    stream_maxlen_chat: int = Field(
+        default=100_000, ge=1, description="Entries kept in events:chat (MAXLEN ~)."
+    )
+    stream_maxlen_viewers: int = Field(
+        default=100_000, ge=1, description="Entries kept in events:viewers (MAXLEN ~)."
+    )
+    stream_maxlen_donation: int = Field(
+        default=1_000_000, ge=1, description="Entries kept in events:donation (MAXLEN ~)."
+    )
+    stream_maxlen_sub: int = Field(
+        default=1_000_000, ge=1, description="Entries kept in events:sub (MAXLEN ~)."
+    )
+    stream_maxlen_lifecycle: int = Field(
+        default=1_000_000, ge=1, description="Entries kept in events:lifecycle (MAXLEN ~)."
+    )
+    stream_maxlen_dead: int = Field(
+        default=100_000, ge=1, description="Entries kept in events:dead (MAXLEN ~)."
+    )
+    dedupe_ttl_s: int = Field(
+        default=86_400, ge=1, description="How long a published source+id is remembered."
+    )
+
+    _split_channels = field_validator("channels", mode="before")(split_commas)
+
+    @field_validator("channels")
+    @classmethod
+    def _lower_channels(cls, channels: list[str]) -> list[str]:
+        if not channels:
+            raise ValueError("CHANNELS needs at least one channel login")
+        return [channel.lower() for channel in channels]
+
+    @property
+    def keys(self) -> Keys:
+        """Key names under this deployment's prefix."""
+        return Keys(self.redis_key_prefix)
+
+    def stream_maxlen(self, kind: Stream) -> int:
+        """The approximate MAXLEN of stream ``kind``."""
+        value: int = getattr(self, f"stream_maxlen_{kind.value}")
+        return value
+
+
+class ConsumerSettings(BaseServiceSettings):
+    """Settings of the consumer-group runner (``shared.consumer``)."""
+
+    consumer_name: str = Field(
+        default="", description="Consumer name in the group; empty means hostname-pid."
+    )
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000, description="Entries a read.")
+    consumer_block_ms: int = Field(default=1000, ge=1, description="XREADGROUP BLOCK time.")
+    consumer_claim_min_idle_ms: int = Field(
+        default=30_000, ge=1, description="Idle time after which another consumer's entry is taken."
+    )
+    consumer_reclaim_interval_s: float = Field(
+        default=5.0, gt=0, description="How often stale pending entries are looked for."
+    )
+    consumer_forget_idle_ms: int = Field(
+        default=3_600_000,
+        ge=1,
+        description="Consumers idle this long with nothing pending are removed from the group.",
+    )
+    consumer_max_attempts: int = Field(
+        default=3, ge=1, description="Handler failures before an entry is dead-lettered."
+    )
+
+
+class BanditSettings(BaseServiceSettings):
+    """How the activity bandit is set up and segments are scored: the orchestrator and
+    the retro worker read the same names, so one ``.env`` configures both alike (the
+    segment ids they score are shared tokens)."""
+
+    activities: CommaList = Field(
+        default=["talk", "q_and_a", "gameplay", "react", "music"],
+        description="Activities the bandit chooses among.",
+    )
+    min_segment_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Event-time seconds an activity stays on air before a switch; shorter "
+        "segments are not scored.",
+    )
+    bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
+    bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
+    bandit_discount: float = Field(
+        default=1.0, gt=0, le=1, description="Per-update decay of old evidence; 1 keeps all."
+    )
+    bandit_state_path: str = Field(
+        default="data/bandit_state.json", description="JSON backup of the bandit state."
+    )
+
+    _split_activities = field_validator("activities", mode="before")(split_commas)

@@ -1,0 +1,77 @@
+"""Analytics survives entries that break the contract: each is dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from services.analytics.settings import AnalyticsSettings
+from shared.publisher import Publisher
+from tests.analytics.analytics_server import analytics_server
+from tests.analytics.streams import known_stream
+
+COMMON = {"v": "1", "channel": "demo", "ts": "2026-02-27T10:00:05Z", "source": "sim"}
+BAD_ENTRIES = [
+    ("chat", {**COMMON, "type": "chat", "id": "no-user", "text": "hi"}, "user: Field required"),
+    (
+        "chat",
+        {**COMMON, "type": "chat", "id": "huge", "user": "u", "text": "x" * 5000},
+        "text: String should have at most 500 characters",
+    ),
+    (
+        "donation",
+        {**COMMON, "type": "donation", "id": "nan", "user": "u", "amount": "lots"},
+        "amount: Input should be a valid decimal",
+    ),
+    (
+        "viewers",
+        {**COMMON, "type": "viewer_count", "id": "neg", "count": "-3"},
+        "count: Input should be greater than or equal to 0",
+    ),
+    (
+        "lifecycle",
+        {**COMMON, "type": "party", "id": "p", "stream_id": "s"},
+        "does not match any of the expected tags",
+    ),
+    (
+        "sub",
+        {**COMMON, "type": "chat", "id": "lost", "user": "u", "text": "wrong stream"},
+        "'chat' does not belong on",
+    ),
+]
+
+
+@pytest.fixture
+def settings(make_settings) -> AnalyticsSettings:
+    return make_settings(
+        AnalyticsSettings, consumer_name="a1", consumer_block_ms=20, broadcast_interval_s=0.1
+    )
+
+
+async def test_bad_entries_are_dead_lettered_counted_and_the_good_ones_still_counted(
+    redis: Redis, settings: AnalyticsSettings
+) -> None:
+    events = known_stream()
+    async with analytics_server(settings) as (base, _):
+        for stream, fields, _ in BAD_ENTRIES:
+            await redis.xadd(settings.keys.stream(stream), fields)
+        await Publisher(redis, settings).publish_many(events)
+        async with asyncio.timeout(10):
+            while await redis.hget(settings.keys.metrics("demo"), "version") != str(len(events)):
+                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=base) as http:
+            prometheus = (await http.get("/metrics")).text
+            health = await http.get("/healthz")
+    dead = {(f["stream"], f["entry_id"]): f for _, f in await redis.xrange(settings.keys.dead)}
+    assert len(dead) == len(BAD_ENTRIES)
+    reasons = [fields["reason"] for fields in dead.values()]
+    for _, _, says in BAD_ENTRIES:
+        assert any(says in reason for reason in reasons), says
+    assert all(fields["group"] == "analytics" for fields in dead.values())
+    assert 'streamloop_dead_letters_total{group="analytics"' in prometheus
+    assert health.status_code == 200
+    figures = await redis.hgetall(settings.keys.metrics("demo"))
+    assert figures["revenue_today"] == "25.00" and figures["viewer_count"] == "60"

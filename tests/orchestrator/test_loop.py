@@ -1,0 +1,109 @@
+"""The decision loop on a real Redis: one decision per interval of event time, records, switches."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from services.orchestrator.app import build_loop
+from services.orchestrator.claude import ClaudeAdvisor
+from services.orchestrator.loop import DecisionLoop
+from services.orchestrator.settings import OrchestratorSettings
+from shared.bandit import ThompsonBandit
+from shared.events import ViewerCountEvent
+from tests.analytics.streams import START, known_stream
+from tests.orchestrator.driver import apply, new_lifecycle
+
+
+@pytest.fixture
+def settings(make_settings, tmp_path) -> OrchestratorSettings:
+    return make_settings(
+        OrchestratorSettings,
+        min_segment_s=60,
+        decision_interval_s=30,
+        bandit_state_path=str(tmp_path / "bandit.json"),
+        replica_id="r1",
+    )
+
+
+def loop_for(redis: Redis, settings: OrchestratorSettings) -> DecisionLoop:
+    advisor = ClaudeAdvisor(
+        api_key="", model="m", activities=settings.activities, timeout_s=1, max_retries=0
+    )
+    return build_loop(redis, settings, advisor)
+
+
+async def advance(redis: Redis, settings: OrchestratorSettings, seconds: float, n: int) -> None:
+    """Move the channel's event-time clock to START + ``seconds`` with a viewer count."""
+    event = ViewerCountEvent(
+        id=f"tick{n}", channel="demo", source="sim", count=60, ts=START + timedelta(seconds=seconds)
+    )
+    await apply(redis, settings.keys, [event])
+
+
+async def test_one_decision_per_interval_of_event_time(redis: Redis, settings) -> None:
+    await apply(redis, settings.keys, known_stream())  # live, clock at START + 600 s
+    loop = loop_for(redis, settings)
+    first = await loop.tick("demo")
+    assert first is not None and first.at_ms == int(
+        (START + timedelta(seconds=600)).timestamp() * 1000
+    )
+    assert await loop.tick("demo") is None, "same interval: no second decision"
+    await advance(redis, settings, 620, 1)
+    assert await loop.tick("demo") is None, "20 s later is still the same interval"
+    await advance(redis, settings, 631, 2)
+    assert await loop.tick("demo") is not None
+    recorded = await redis.xrange(settings.keys.decisions("demo"))
+    assert len(recorded) == 2
+    assert {
+        "action",
+        "activity",
+        "previous",
+        "suggestion",
+        "decided_by",
+        "reason",
+        "fallback",
+    } <= set(recorded[0][1])
+    assert recorded[0][1]["decided_by"] == "bandit"
+    assert recorded[0][1]["fallback"] == "no ANTHROPIC_API_KEY"
+
+
+async def test_a_switch_publishes_activity_changed_and_the_next_decision_sees_it(
+    redis: Redis, settings
+) -> None:
+    await apply(redis, settings.keys, known_stream())
+    for _ in range(300):  # make the bandit all but certain: music
+        await ThompsonBandit(redis, settings.keys, "demo", settings.activities).update("music", 1)
+    loop = loop_for(redis, settings)
+    decision = await loop.tick("demo")
+    assert decision is not None and (decision.action, decision.activity) == ("switch", "music")
+    _, lifecycle = await new_lifecycle(redis, settings.keys, "")
+    [change] = [e for e in lifecycle if e.type == "activity_changed"]
+    assert (change.activity, change.previous, change.decided_by, change.source) == (
+        "music",
+        "q_and_a",
+        "bandit",
+        "orchestrator",
+    )
+    assert change.stream_id == "s-known"
+    await advance(redis, settings, 640, 1)
+    second = await loop.tick("demo")
+    assert second is not None and (second.action, second.decided_by) == ("keep", "dwell")
+    assert second.previous == "music", "the loop knows its own switch before analytics does"
+
+
+async def test_an_offline_channel_gets_no_decision(redis: Redis, settings) -> None:
+    events = [e for e in known_stream() if e.type != "stream_started"]
+    await apply(redis, settings.keys, events)
+    assert await loop_for(redis, settings).tick("demo") is None
+
+
+async def test_replicas_racing_for_one_slot_decide_once(redis: Redis, settings) -> None:
+    await apply(redis, settings.keys, known_stream())
+    loops = [loop_for(redis, settings) for _ in range(3)]
+    results = await asyncio.gather(*(loop.tick("demo") for loop in loops))
+    assert sum(result is not None for result in results) == 1
+    assert await redis.xlen(settings.keys.decisions("demo")) == 1

@@ -7,12 +7,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Protocol
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from services.ingest import donation_webhook, twitch_webhook
+from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
 from shared import ops
 from shared.publisher import PUBLISHED, Publisher
@@ -31,7 +33,7 @@ class Source(Protocol):
 
 
 def build_sources(
-    settings: IngestSettings, redis: Redis, publisher: Publisher
+    settings: IngestSettings, redis: Redis, publisher: Publisher, buffer: PublishBuffer
 ) -> dict[str, Source]:
     """The socket and simulated sources named in ``INGEST_SOURCES`` (webhooks need none)."""
     sources: dict[str, Source] = {}
@@ -42,21 +44,28 @@ def build_sources(
     if "twitch" in settings.ingest_sources:
         from services.ingest.twitch_source import TwitchSource
 
-        sources["twitch"] = TwitchSource(settings, publisher)
+        sources["twitch"] = TwitchSource(settings, buffer)
     return sources
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Own the Redis client, the publisher and one task per source; stop them in order."""
+    """Own the Redis client, the outage buffer and one task per source; stop them in order.
+
+    Sources stop first, then the buffer gets its flush time, then Redis closes.
+    """
     settings: IngestSettings = app.state.settings
     started = time.monotonic()
     redis = connect_settings(settings)
     app.state.redis = redis
-    app.state.publisher = Publisher(redis, settings)
-    stop = asyncio.Event()
-    sources = build_sources(settings, redis, app.state.publisher)
+    app.state.publisher = publisher = Publisher(redis, settings)
+    app.state.buffer = buffer = PublishBuffer(
+        publisher, settings.ingest_buffer_max_events, Path(settings.ingest_spill_dir)
+    )
+    stop, sources_done = asyncio.Event(), asyncio.Event()
+    sources = build_sources(settings, redis, publisher, buffer)
     tasks = [start_task(name, source.run(stop)) for name, source in sources.items()]
+    draining = start_task("buffer", buffer.run(sources_done, settings.ingest_buffer_flush_s))
     log.info(
         "ingest up: sources %s, channels %s",
         ",".join(settings.ingest_sources),
@@ -67,12 +76,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         outcomes = await finish_tasks(tasks, SOURCE_STOP_TIMEOUT_S)
+        sources_done.set()
+        drained = await finish_tasks([draining], settings.ingest_buffer_flush_s + 1)
         await redis.aclose()
         log.info(
-            "ingest stopped after %.1f s: %d events published; sources %s; redis closed",
+            "ingest stopped after %.1f s: %d events published; sources %s; outage buffer %s "
+            "(held %d, refused %d, spilled %d); redis closed",
             time.monotonic() - started,
             _published_total(),
             ", ".join(f"{name} {how}" for name, how in outcomes.items()) or "none",
+            drained["buffer"],
+            buffer.totals.buffered,
+            buffer.totals.overflowed,
+            buffer.totals.spilled,
         )
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from services.ingest.donations import DonationPayloadError, parse_donations
 from services.ingest.settings import IngestSettings
 from services.ingest.webhook_body import read_capped, require_json
+from services.ingest.webhook_submit import submit
 from shared.events import DonationEvent, describe_validation_error
 from shared.money import CurrencyError
 
@@ -36,17 +37,17 @@ async def donations(request: Request, channel: str | None = Query(default=None))
     body = await read_capped(request, settings.webhook_max_body_bytes)
     _authenticate(request, body, settings.donation_webhook_secret.get_secret_value())
     events = _parse(body, target, settings)
-    result = await request.app.state.publisher.publish_many(events)
-    log.info(
-        "donation webhook for %s: %d published, %d duplicates",
-        target,
-        result.published,
-        len(result.duplicates),
-    )
-    return JSONResponse(
-        {"published": result.published, "duplicates": len(result.duplicates)},
-        status_code=status.HTTP_202_ACCEPTED,
-    )
+    result = await submit(request, events, "donation-webhook")
+    if result is None:
+        log.warning("donation webhook for %s: %d held until Redis answers", target, len(events))
+        counts = {"published": 0, "duplicates": 0, "held": len(events)}
+    else:
+        log.info(
+            "donation webhook for %s: %d published, %d duplicates",
+            target, result.published, len(result.duplicates),
+        )  # fmt: skip
+        counts = {"published": result.published, "duplicates": len(result.duplicates), "held": 0}
+    return JSONResponse(counts, status_code=status.HTTP_202_ACCEPTED)
 
 
 def _channel(settings: IngestSettings, requested: str | None) -> str:

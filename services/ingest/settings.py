@@ -56,6 +56,17 @@ class IngestSettings(BaseServiceSettings):
         default=SecretStr(""), description="Shared secret guarding /webhooks/donations."
     )
     webhook_max_body_bytes: int = Field(default=65_536, ge=1, description="Largest body taken.")
+    ingest_buffer_max_events: int = Field(
+        default=50_000,
+        ge=0,
+        description="Events held in memory while Redis is down; past it webhooks answer 503.",
+    )
+    ingest_buffer_flush_s: float = Field(
+        default=5.0, ge=0, description="Time given at shutdown to publish held events."
+    )
+    ingest_spill_dir: str = Field(
+        default="data/ingest-spill", description="Where held events go if Redis stays down."
+    )
     webhook_max_age_s: int = Field(default=600, ge=1, description="Oldest message accepted.")
 
     _split_sources = field_validator("ingest_sources", mode="before")(split_commas)

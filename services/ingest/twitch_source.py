@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aiohttp
 
+from services.ingest.buffer import BufferFull, PublishBuffer
 from services.ingest.eventsub import (
     SUBSCRIPTION_VERSIONS,
     EventSubPayloadError,
@@ -42,7 +43,6 @@ from services.ingest.eventsub import (
 from services.ingest.settings import IngestSettings
 from shared.clock import utc_now
 from shared.events import EventBase, StreamEndedEvent, StreamStartedEvent, ViewerCountEvent
-from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS
 
 with warnings.catch_warnings():
@@ -384,10 +384,10 @@ class TwitchSource:
     """
 
     def __init__(
-        self, settings: IngestSettings, publisher: Publisher, live: LiveStreams | None = None
+        self, settings: IngestSettings, buffer: PublishBuffer, live: LiveStreams | None = None
     ) -> None:
         self._settings = settings
-        self._publisher = publisher
+        self._buffer = buffer
         self.live = live or LiveStreams()
         self._confirmed_live: set[str] = set()
 
@@ -545,10 +545,12 @@ class TwitchSource:
     async def _publish(self, events: list[EventBase]) -> None:
         for event in events:
             self.live.observe(event)
-        if events:
-            await retry_transient(
-                "publishing to Redis", lambda: self._publisher.publish_many(events)
-            )
+        if not events:
+            return
+        try:
+            await self._buffer.submit(events, "twitch")
+        except BufferFull as error:
+            log.error("dropped %d EventSub events: %s", len(events), error)
 
 
 async def _run_until(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

@@ -1,9 +1,9 @@
 """``POST /webhooks/twitch``: the Twitch EventSub webhook transport.
 
 Include :data:`router` in the ingest app, with ``app.state.settings``
-(:class:`~services.ingest.settings.IngestSettings`), ``app.state.publisher``
-(:class:`~shared.publisher.Publisher`) and ``app.state.redis`` (for the message-id
-markers) set. ``app.state.twitch_live_streams`` (a
+(:class:`~services.ingest.settings.IngestSettings`), ``app.state.buffer``
+(:class:`~services.ingest.buffer.PublishBuffer`) and ``app.state.redis`` (for the
+message-id markers) set. ``app.state.twitch_live_streams`` (a
 :class:`~services.ingest.eventsub.LiveStreams`) is created on first use; set it to
 the WebSocket source's ``live`` tracker to share one.
 
@@ -14,10 +14,13 @@ signature (403), JSON body (400). Notifications are mapped by
 :mod:`services.ingest.eventsub` (400 with the reason when they do not fit) and
 published once: Twitch redelivers with the same message id, which is remembered
 in Redis (``SET NX`` for ``DEDUPE_TTL_S``) on top of the publisher's own dedupe.
+While Redis is down the events are held by the outage buffer and the marker is
+skipped (the publisher's dedupe, keyed on the message id, still drops a repeat).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -37,9 +40,10 @@ from services.ingest.eventsub import (
     map_notification,
 )
 from services.ingest.settings import IngestSettings
+from services.ingest.webhook_submit import submit
 from shared.clock import parse_ts, utc_now
 from shared.events import EventBase
-from shared.publisher import Publisher
+from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -179,18 +183,26 @@ async def _notification(
 async def _publish_once(request: Request, message_id: str, event: EventBase) -> None:
     """Publish ``event`` unless its message id was handled before (Twitch redelivers)."""
     settings: IngestSettings = request.app.state.settings
-    publisher: Publisher = request.app.state.publisher
     redis: Redis = request.app.state.redis
     marker = settings.keys.twitch_webhook_message(message_id)
-    if not await redis.set(marker, "1", nx=True, ex=settings.dedupe_ttl_s):
+    if not await _first_delivery(redis, marker, settings.dedupe_ttl_s):
         log.info("ignored redelivered Twitch webhook message %s", message_id)
         return
     try:
-        await publisher.publish(event)
+        await submit(request, [event], "twitch-webhook")
     except BaseException:
-        await redis.delete(marker)  # let Twitch's retry try again
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await redis.delete(marker)  # let Twitch's retry try again
         raise
     _live_streams(request).observe(event)
+
+
+async def _first_delivery(redis: Redis, marker: str, ttl_s: int) -> bool:
+    """Whether this message id is new; assumed so while Redis is unreachable."""
+    try:
+        return bool(await redis.set(marker, "1", nx=True, ex=ttl_s))
+    except CONNECTION_ERRORS:
+        return True
 
 
 def _live_streams(request: Request) -> LiveStreams:

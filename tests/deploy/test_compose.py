@@ -243,7 +243,7 @@ async def test_the_twitch_override_requires_what_the_source_needs() -> None:
         for name, info in IngestSettings.model_fields.items()
         if name.startswith("twitch_") and env_value(info.default) in ("", None)
     }
-    source = TwitchSource(IngestSettings(_env_file=None, **empty), publisher=None)  # type: ignore[arg-type]
+    source = TwitchSource(IngestSettings(_env_file=None, **empty), buffer=None)  # type: ignore[arg-type]
     with pytest.raises(TwitchSetupError) as refused:
         await asyncio.wait_for(source.run(asyncio.Event()), 5)
     needed = {word.strip(",") for word in str(refused.value).split() if word.startswith("TWITCH_")}

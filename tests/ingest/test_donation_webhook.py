@@ -105,7 +105,7 @@ class TestAccepted:
     ) -> None:
         await post(client, STREAMLABS)
         second = await post(client, STREAMLABS)
-        assert second.json() == {"published": 0, "duplicates": 1}
+        assert second.json() == {"published": 0, "duplicates": 1, "held": 0}
         assert len(await donations(redis, make_settings)) == 1
 
 

@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from services.ingest.buffer import PublishBuffer
 from services.ingest.eventsub import SUBSCRIPTION_VERSIONS
 from services.ingest.settings import IngestSettings
 from services.ingest.twitch_source import TwitchSetupError, TwitchSource
@@ -60,11 +62,19 @@ class Running:
             await self.task
 
 
+def buffered(redis: Redis, settings: IngestSettings) -> PublishBuffer:
+    """The source's way onto the streams, as the ingest lifespan builds it."""
+    publisher = Publisher(redis, settings)
+    return PublishBuffer(
+        publisher, settings.ingest_buffer_max_events, Path(settings.ingest_spill_dir)
+    )
+
+
 @pytest.fixture
 async def running(
     settings: IngestSettings, redis: Redis, double: TwitchDouble
 ) -> AsyncIterator[Running]:
-    source = TwitchSource(settings, Publisher(redis, settings))
+    source = TwitchSource(settings, buffered(redis, settings))
     stop = asyncio.Event()
     task = asyncio.create_task(source.run(stop))
     handle = Running(source, stop, task)
@@ -248,7 +258,7 @@ async def test_silent_connection_is_replaced_after_the_keepalive_timeout(
             }
         )
         stop = asyncio.Event()
-        task = asyncio.create_task(TwitchSource(settings, Publisher(redis, settings)).run(stop))
+        task = asyncio.create_task(TwitchSource(settings, buffered(redis, settings)).run(stop))
         try:
             first = await quick.wait_for_subscribed_session(SUBSCRIBED_TYPES)
             quick.silence(first.id)
@@ -322,7 +332,7 @@ async def test_user_token_near_expiry_is_refreshed_through_the_oauth_double(
         update={"twitch_user_token": SecretStr("expiringtoken0000000000000000")}
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(TwitchSource(expiring, Publisher(redis, expiring)).run(stop))
+    task = asyncio.create_task(TwitchSource(expiring, buffered(redis, expiring)).run(stop))
     try:
         await double.wait_for_subscribed_session(SUBSCRIBED_TYPES)
         assert double.refreshes == 1
@@ -336,7 +346,7 @@ async def test_stop_while_twitch_is_unreachable_returns(
 ) -> None:
     await double.stop()
     stop = asyncio.Event()
-    task = asyncio.create_task(TwitchSource(settings, Publisher(redis, settings)).run(stop))
+    task = asyncio.create_task(TwitchSource(settings, buffered(redis, settings)).run(stop))
     await asyncio.sleep(0.3)
     assert not task.done(), "an unreachable Twitch is retried, not fatal"
     stop.set()
@@ -346,10 +356,10 @@ async def test_stop_while_twitch_is_unreachable_returns(
 async def test_refused_credentials_and_missing_settings_are_setup_errors(
     settings: IngestSettings, redis: Redis
 ) -> None:
-    publisher = Publisher(redis, settings)
+    buffer = buffered(redis, settings)
     wrong = settings.model_copy(update={"twitch_client_secret": SecretStr("not-the-secret")})
     with pytest.raises(TwitchSetupError, match="Twitch refused the credentials"):
-        await asyncio.wait_for(TwitchSource(wrong, publisher).run(asyncio.Event()), WAIT_S)
+        await asyncio.wait_for(TwitchSource(wrong, buffer).run(asyncio.Event()), WAIT_S)
     empty = settings.model_copy(update={"twitch_bot_id": "", "twitch_client_id": ""})
     with pytest.raises(TwitchSetupError, match="TWITCH_CLIENT_ID, TWITCH_BOT_ID"):
-        await TwitchSource(empty, publisher).run(asyncio.Event())
+        await TwitchSource(empty, buffer).run(asyncio.Event())

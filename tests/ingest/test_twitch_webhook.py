@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
 from services.ingest.twitch_webhook import router
 from shared.clock import utc_now
@@ -45,7 +47,9 @@ async def client_for(settings: IngestSettings, redis: Redis) -> httpx.AsyncClien
     app = FastAPI()
     app.include_router(router)
     app.state.settings = settings
-    app.state.publisher = Publisher(redis, settings)
+    app.state.buffer = PublishBuffer(
+        Publisher(redis, settings), 1000, Path(settings.ingest_spill_dir)
+    )
     app.state.redis = redis
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
 

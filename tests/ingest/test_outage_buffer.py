@@ -1,0 +1,178 @@
+"""While Redis is down ingest holds what it receives, in order and bounded, and publishes it after.
+
+Each test runs the real ingest app (lifespan included) against its own
+``redis-server`` with AOF on, which it stops and starts again mid-test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from services.ingest.app import create_app
+from services.ingest.recording import load_recording
+from services.ingest.settings import IngestSettings
+from shared.keys import Stream
+from shared.redis_client import connect
+from shared.redis_server import RedisServer
+from tests.ingest.twitch_double import (
+    BROADCASTER_LOGIN,
+    example_event,
+    webhook_body,
+    webhook_headers,
+)
+
+SECRET = "s3cret-donations"
+TWITCH_SECRET = "s3cret-webhook-key-0123456789"
+
+
+def tip(n: int) -> dict[str, Any]:
+    """A StreamElements tip of $n with its own id."""
+    return {
+        "_id": f"evt-{n}",
+        "type": "tip",
+        "createdAt": "2026-02-27T10:30:00.000Z",
+        "data": {"tipId": f"tip-{n}", "username": f"fan{n}", "amount": n, "currency": "USD"},
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    running = RedisServer(appendonly=True)
+    running.start()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+async def store(server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(server.url)
+    yield client
+    await client.aclose()
+
+
+def settings_for(server: RedisServer, tmp_path: Path, **overrides: Any) -> IngestSettings:
+    values: dict[str, Any] = {
+        "redis_url": server.url,
+        "channels": ["demo", BROADCASTER_LOGIN],
+        "ingest_sources": ["webhooks"],
+        "donation_webhook_secret": SECRET,
+        "twitch_webhook_secret": TWITCH_SECRET,
+        "ingest_spill_dir": str(tmp_path / "spill"),
+        "ingest_buffer_flush_s": 2.0,
+    }
+    return IngestSettings(_env_file=None, **values | overrides)
+
+
+class Ingest:
+    """The ingest app with its lifespan entered, and an HTTP client on it."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.donations = settings.keys.stream(Stream.DONATION)
+        self.app = create_app(settings)
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://ingest",
+            headers={"authorization": f"Bearer {SECRET}"},
+        )
+
+    async def tip(self, n: int) -> httpx.Response:
+        return await self.http.post("/webhooks/donations", json=tip(n))
+
+    async def metric(self, name: str) -> float:
+        text = (await self.http.get("/metrics")).text
+        lines = [line for line in text.splitlines() if line.startswith(name)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+@pytest.fixture
+def ingest_factory(tmp_path: Path) -> Any:
+    async def start(server: RedisServer, **overrides: Any) -> AsyncIterator[Ingest]:
+        ingest = Ingest(settings_for(server, tmp_path, **overrides))
+        async with ingest.app.router.lifespan_context(ingest.app), ingest.http:
+            yield ingest
+
+    return start
+
+
+async def amounts(store: Redis, ingest: Ingest) -> list[str]:
+    return [fields["amount"] for _, fields in await store.xrange(ingest.donations)]
+
+
+async def wait_for_amounts(store: Redis, ingest: Ingest, count: int) -> list[str]:
+    """The donation amounts on the stream once there are ``count`` (10 s at most)."""
+    async with asyncio.timeout(10):
+        while len(found := await amounts(store, ingest)) < count:
+            await asyncio.sleep(0.05)
+    return found
+
+
+async def test_donations_received_while_redis_is_down_are_published_in_order_after(
+    server: RedisServer, store: Redis, ingest_factory: Any
+) -> None:
+    async for ingest in ingest_factory(server):
+        assert (await ingest.tip(1)).json()["published"] == 1
+        server.stop()
+        held = [await ingest.tip(n) for n in range(2, 7)]
+        assert [r.status_code for r in held] == [202] * 5
+        assert [r.json()["held"] for r in held] == [1] * 5
+        assert await ingest.metric("streamloop_ingest_buffered_events") == 5
+        server.start()
+        assert (await ingest.tip(7)).status_code == 202  # queued behind the held ones
+        found = await wait_for_amounts(store, ingest, 7)
+        assert found == [f"{n}.00" for n in range(1, 8)]
+        assert await ingest.metric("streamloop_ingest_buffered_events") == 0
+
+
+async def test_past_the_bound_a_webhook_gets_503_and_nothing_of_it_is_kept(
+    server: RedisServer, store: Redis, ingest_factory: Any
+) -> None:
+    async for ingest in ingest_factory(server, ingest_buffer_max_events=3):
+        server.stop()
+        statuses = [(await ingest.tip(n)).status_code for n in range(1, 6)]
+        assert statuses == [202, 202, 202, 503, 503]
+        refused = await ingest.tip(6)
+        assert refused.headers["retry-after"] == "10"
+        assert "holds 3 of 3 events" in refused.json()["detail"]
+        overflow = "streamloop_ingest_buffer_overflow_total"
+        assert await ingest.metric(overflow) == 3
+        server.start()
+        assert await wait_for_amounts(store, ingest, 3) == ["1.00", "2.00", "3.00"]
+        assert (await ingest.tip(4)).json()["published"] == 1  # the retry lands
+
+
+async def test_twitch_webhooks_are_held_too_and_a_redelivery_after_is_dropped(
+    server: RedisServer, store: Redis, ingest_factory: Any
+) -> None:
+    async for ingest in ingest_factory(server):
+        server.stop()
+        body = json.dumps(webhook_body("channel.cheer", example_event("channel.cheer"))).encode()
+        headers = webhook_headers(TWITCH_SECRET, body, message_id="msg-1")
+        first = await ingest.http.post("/webhooks/twitch", content=body, headers=headers)
+        assert first.status_code == 204
+        assert await ingest.metric("streamloop_ingest_buffered_events") == 1
+        server.start()
+        assert len(await wait_for_amounts(store, ingest, 1)) == 1
+        again = await ingest.http.post("/webhooks/twitch", content=body, headers=headers)
+        assert again.status_code == 204
+        assert len(await amounts(store, ingest)) == 1
+
+
+async def test_what_is_still_held_at_shutdown_is_spilled_to_a_replayable_file(
+    server: RedisServer, tmp_path: Path, ingest_factory: Any
+) -> None:
+    async for ingest in ingest_factory(server, ingest_buffer_flush_s=0.3):
+        server.stop()
+        for n in range(1, 4):
+            assert (await ingest.tip(n)).json()["held"] == 1
+    [spill] = (tmp_path / "spill").glob("unpublished-*.jsonl")
+    recording = load_recording(spill)
+    assert not recording.bad_lines
+    assert [str(e.amount) for e in recording.events] == ["1.00", "2.00", "3.00"]  # type: ignore[attr-defined]

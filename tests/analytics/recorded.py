@@ -22,12 +22,23 @@ ACTIVITIES = ("talk", "q_and_a", "gameplay", "react", "music")
 
 
 def recorded_stream(
-    minutes: int, *, seed: int = 7, channel: str = "demo", segment_min: int = 10
+    minutes: int,
+    *,
+    seed: int = 7,
+    channel: str = "demo",
+    segment_min: int = 10,
+    viewers: int | None = None,
 ) -> list[EventBase]:
-    """``minutes`` of simulated stream, switching activity every ``segment_min`` minutes."""
+    """``minutes`` of simulated stream, switching activity every ``segment_min`` minutes.
+
+    ``viewers`` replaces the default scenario's starting audience (chat scales with it).
+    """
     settings = IngestSettings(_env_file=None, sim_seed=seed)
     rng = channel_rng(seed, channel)
-    state = new_state(default_scenario(), settings, channel, START, rng)
+    scenario = default_scenario()
+    if viewers is not None:
+        scenario = scenario.model_copy(update={"initial_viewers": viewers})
+    state = new_state(scenario, settings, channel, START, rng)
     events: list[EventBase] = opening_events(state)
     for n, activity in zip(range(minutes // segment_min), itertools.cycle(ACTIVITIES)):
         if n:

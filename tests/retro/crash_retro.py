@@ -1,9 +1,10 @@
 """A retro consumer process for the kill -9 test.
 
 ``python -m tests.retro.crash_retro URL PREFIX TMP`` runs the real runner and handler
-on ``events:lifecycle`` as consumer ``crashy`` until SIGTERM. With
-``CRASH_AFTER_SCORING=1`` it kills itself with SIGKILL right after the stream-level
-bandit update, before the report is stored and the entry acked.
+on ``events:lifecycle`` as consumer ``crashy`` until SIGTERM. ``CRASH_AT`` makes it
+kill itself with SIGKILL on the first ``stream_ended``: ``scoring`` right after the
+stream-level bandit update, before the report is built; ``report`` once the report
+is built, written to files and printed, before it is stored and the entry acked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.retro.consumer import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
@@ -21,12 +23,22 @@ from shared.keys import Stream
 from shared.redis_client import connect
 
 
-class CrashAfterScoring(RetroHandler):
+class CrashingRetro(RetroHandler):
+    """The real handler, killed at the point ``CRASH_AT`` names."""
+
     async def score(self, channel: str, stream_id: str) -> int:
         applied = await super().score(channel, stream_id)
-        if os.environ.get("CRASH_AFTER_SCORING") == "1":
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_if("scoring")
         return applied
+
+    async def on_ended(self, *args: Any, **kwargs: Any) -> None:
+        await super().on_ended(*args, **kwargs)
+        crash_if("report")
+
+
+def crash_if(point: str) -> None:
+    if os.environ.get("CRASH_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def main(url: str, prefix: str, tmp: str) -> None:
@@ -43,7 +55,7 @@ async def main(url: str, prefix: str, tmp: str) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     redis = connect(url)
-    handler = CrashAfterScoring(redis, settings, stop=stop)
+    handler = CrashingRetro(redis, settings, stop=stop)
     await ConsumerRunner(redis, settings, GROUP, handler, [Stream.LIFECYCLE]).run(stop)
     await redis.aclose()
 

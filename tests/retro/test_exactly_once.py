@@ -187,7 +187,7 @@ async def test_a_failure_between_the_update_and_the_ack_is_retried_without_doubl
 
 def spawn(redis_url: str, prefix: str, tmp_path: Path, crash: bool) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tests.retro.crash_retro", redis_url, prefix, str(tmp_path)]
-    env = {**os.environ, "CRASH_AFTER_SCORING": "1" if crash else "0"}
+    env = {**os.environ, "CRASH_AT": "scoring" if crash else ""}
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )

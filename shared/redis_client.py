@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,7 +21,36 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     OSError,
 )
-"""Errors that mean "Redis is unreachable right now": back off and retry."""
+"""Errors that mean "Redis is unreachable right now": back off and retry.
+
+redis-py's ``AuthenticationError`` (wrong or missing password) is a ``ConnectionError``
+too, so it is caught here as well: the error's text says which it is."""
+
+T = TypeVar("T")
+
+
+class NetworkRetry(Retry):
+    """:class:`Retry` that gives up at once on an authentication error.
+
+    redis-py makes ``AuthenticationError`` a ``ConnectionError``, so a plain policy
+    reconnects and re-sends a wrong or missing password with backoff (16 connections
+    and 3.5 s for one command without a password). A refused password is not
+    transient: retrying only delays the error and floods the server's log.
+    """
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, AuthenticationError):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
@@ -26,7 +58,9 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
 
     Responses are decoded to ``str``; bytes that are not UTF-8 become U+FFFD rather than
     an exception, so a hostile entry is dead-lettered instead of stopping a consumer.
-    Commands retry briefly on connection errors.
+    Commands retry briefly on connection errors, never on a refused password. TLS
+    options go in the URL's query (``?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required``)
+    and reach the connection unchanged.
     """
     return Redis.from_url(
         url,
@@ -35,7 +69,7 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=5.0,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
@@ -46,9 +80,21 @@ def connect_settings(settings: BaseServiceSettings) -> Redis:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to log."""
+    """``url`` with every password replaced by ``***``, safe to log.
+
+    redis-py reads a password from the user info (``rediss://user:pw@host``) and
+    from any query parameter it does not know, such as ``?password=pw`` (and
+    ``ssl_password``, the key file's): all of them are hidden.
+    """
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = "&".join(_redact_param(pair) for pair in parts.query.split("&"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_param(pair: str) -> str:
+    """One ``name=value`` of a query, its value hidden when the (decoded) name is a password's."""
+    name, equals, _ = pair.partition("=")
+    return f"{name}=***" if equals and "password" in unquote_plus(name).lower() else pair

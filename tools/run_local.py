@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from shared.redis_client import redact_url
-from shared.redis_server import ensure_redis
+from shared.redis_server import RedisUnavailable, ensure_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH_TIMEOUT_S = 30.0
@@ -169,10 +169,14 @@ def announce(services: list[Service], redis_url: str) -> None:
 
 
 def main() -> int:
-    """Entry point of ``make run``."""
-    with ensure_redis(os.environ.get("REDIS_URL", "redis://localhost:6379/0")) as redis_url:
-        say(f"Redis at {redact_url(redis_url)}")
-        return asyncio.run(supervise(redis_url))
+    """Entry point of ``make run``; 2 when Redis cannot be used (the reason is printed)."""
+    try:
+        with ensure_redis(os.environ.get("REDIS_URL", "redis://localhost:6379/0")) as redis_url:
+            say(f"Redis at {redact_url(redis_url)}")
+            return asyncio.run(supervise(redis_url))
+    except RedisUnavailable as error:
+        say(f"cannot start: {str(error).rstrip('.')}. Fix REDIS_URL (password, TLS) or unset it.")
+        return 2
 
 
 if __name__ == "__main__":

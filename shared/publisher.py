@@ -4,10 +4,12 @@
 batch with one Lua script call that, per event, sets the dedupe marker
 ``dedupe:{source}:{id}`` with ``SET NX PX`` and XADDs only if the marker was new.
 The check and the write are one atomic step, so the same ``source`` + ``id``
-published twice, even by two processes at once, lands once. Each event's fields
-travel in one JSON argument per batch (``[[maxlen, [name, value, ...]], ...]``,
-field order kept), which cuts client-side command packing several-fold against
-one argument per field; keys are still declared in KEYS.
+published twice, even by two processes at once, lands once, while its marker
+lives (its TTL depends on the type: see ``BaseServiceSettings.dedupe_ttl_ms``).
+Each event's fields travel in one JSON argument per batch
+(``[[maxlen, ttl_ms, [name, value, ...]], ...]``, field order kept), which cuts
+client-side command packing several-fold against one argument per field; keys
+are still declared in KEYS.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from redis.asyncio import Redis
 
 from shared.events import EventBase, flat_fields, parse_fields
 from shared.keys import Stream
-from shared.settings import BaseServiceSettings
+from shared.settings import HIGH_VOLUME_TYPES, BaseServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,12 @@ DUPLICATES = Counter(
 )
 
 PUBLISH_SCRIPT = """
-local ttl_ms = ARGV[1]
-local events = cjson.decode(ARGV[2])
+local events = cjson.decode(ARGV[1])
 local ids = {}
 for n, event in ipairs(events) do
   local i = 2 * n - 1
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ttl_ms) then
-    ids[n] = redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', event[1], '*', unpack(event[2]))
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', event[2]) then
+    ids[n] = redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', event[1], '*', unpack(event[3]))
   else
     ids[n] = ''
   end
@@ -77,6 +78,8 @@ class Publisher:
         self._script = redis.register_script(PUBLISH_SCRIPT)
         self._stream_keys = {kind: self._keys.stream(kind) for kind in Stream}
         self._maxlens = {kind: settings.stream_maxlen(kind) for kind in Stream}
+        self._chat_ttl_ms = settings.dedupe_ttl_ms("chat")
+        self._ttl_ms = settings.dedupe_ttl_ms("donation")
 
     async def publish(self, event: EventBase | Mapping[str, Any]) -> bool:
         """Publish one event; ``False`` when it was a duplicate."""
@@ -132,16 +135,13 @@ class Publisher:
     def _pack(self, batch: list[EventBase]) -> tuple[int, list[str], list[str | int]]:
         """KEYS (dedupe marker and stream per event) and ARGV (TTL, JSON of all fields)."""
         keys: list[str] = []
-        packed: list[tuple[int, list[str]]] = []
+        packed: list[tuple[int, int, list[str]]] = []
         for event in batch:
             kind = event.stream
             keys += [self._keys.dedupe(event.source, event.id), self._stream_keys[kind]]
-            packed.append((self._maxlens[kind], flat_fields(event)))
-        args: list[str | int] = [
-            self._settings.dedupe_ttl_s * 1000,
-            json.dumps(packed, ensure_ascii=False),
-        ]
-        return len(keys), keys, args
+            ttl_ms = self._chat_ttl_ms if event.type in HIGH_VOLUME_TYPES else self._ttl_ms
+            packed.append((self._maxlens[kind], ttl_ms, flat_fields(event)))
+        return len(keys), keys, [json.dumps(packed, ensure_ascii=False)]
 
     @staticmethod
     def _record(batch: list[EventBase], entry_ids: list[str], result: PublishResult) -> None:

@@ -24,6 +24,10 @@ def split_commas(value: Any) -> Any:
     return value
 
 
+HIGH_VOLUME_TYPES = frozenset({"chat", "follow", "viewer_count"})
+"""Event types whose dedupe markers live ``DEDUPE_CHAT_TTL_S`` (see :meth:`dedupe_ttl_ms`)."""
+
+
 class BaseServiceSettings(BaseSettings):
     """Settings every service reads: Redis, channels, logging, stream caps."""
 
@@ -62,7 +66,14 @@ class BaseServiceSettings(BaseSettings):
         default=100_000, ge=1, description="Entries kept in events:dead (MAXLEN ~)."
     )
     dedupe_ttl_s: int = Field(
-        default=86_400, ge=1, description="How long a published source+id is remembered."
+        default=86_400,
+        ge=1,
+        description="How long a donation, bits, sub or lifecycle source+id is remembered.",
+    )
+    dedupe_chat_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        description="How long a chat, follow or viewer-count source+id is remembered.",
     )
 
     _split_channels = field_validator("channels", mode="before")(split_commas)
@@ -78,6 +89,16 @@ class BaseServiceSettings(BaseSettings):
     def keys(self) -> Keys:
         """Key names under this deployment's prefix."""
         return Keys(self.redis_key_prefix)
+
+    def dedupe_ttl_ms(self, event_type: str) -> int:
+        """Milliseconds the dedupe marker of an event of ``event_type`` lives.
+
+        The high-volume types (chat, follows, viewer counts) are remembered for
+        ``DEDUPE_CHAT_TTL_S``, long enough for a redelivery around a reconnect or
+        two ingest replicas; money and lifecycle for ``DEDUPE_TTL_S``.
+        """
+        short = event_type in HIGH_VOLUME_TYPES
+        return (self.dedupe_chat_ttl_s if short else self.dedupe_ttl_s) * 1000
 
     def stream_maxlen(self, kind: Stream) -> int:
         """The approximate MAXLEN of stream ``kind``."""

@@ -13,7 +13,8 @@ timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413), HMAC-SHA256
 signature (403), JSON body (400). Notifications are mapped by
 :mod:`services.ingest.eventsub` (400 with the reason when they do not fit) and
 published once: Twitch redelivers with the same message id, which is remembered
-in Redis (``SET NX`` for ``DEDUPE_TTL_S``) on top of the publisher's own dedupe.
+in Redis (``SET NX`` for ``WEBHOOK_MAX_AGE_S``: an older message is refused anyway) on
+top of the publisher's own dedupe.
 While Redis is down the events are held by the outage buffer and the marker is
 skipped (the publisher's dedupe, keyed on the message id, still drops a repeat).
 """
@@ -185,7 +186,7 @@ async def _publish_once(request: Request, message_id: str, event: EventBase) -> 
     settings: IngestSettings = request.app.state.settings
     redis: Redis = request.app.state.redis
     marker = settings.keys.twitch_webhook_message(message_id)
-    if not await _first_delivery(redis, marker, settings.dedupe_ttl_s):
+    if not await _first_delivery(redis, marker, settings.webhook_max_age_s):
         log.info("ignored redelivered Twitch webhook message %s", message_id)
         return
     try:

@@ -104,3 +104,18 @@ async def test_unicode_and_quotes_survive_the_round_trip(redis: Redis, make_sett
     await Publisher(redis, settings).publish(event)
     [(_, fields)] = await redis.xrange(settings.keys.stream("chat"))
     assert fields["text"] == text and parse_fields(fields) == event
+
+
+async def test_chat_markers_live_briefly_and_money_markers_long(
+    redis: Redis, make_settings
+) -> None:
+    settings = make_settings(dedupe_chat_ttl_s=2, dedupe_ttl_s=3600)
+    tip = DonationEvent(
+        id="d1", channel="demo", ts=TS, source="streamlabs", user="bob", amount="5", currency="USD"
+    )
+    await Publisher(redis, settings).publish_many([chat(1), tip])
+    chat_ttl_ms = await redis.pttl(settings.keys.dedupe("sim", "c1"))
+    tip_ttl_ms = await redis.pttl(settings.keys.dedupe("streamlabs", "d1"))
+    assert 0 < chat_ttl_ms <= 2000
+    assert 3_590_000 < tip_ttl_ms <= 3_600_000
+

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench up clean
+.PHONY: install run test lint format bench soak up clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "streamloop needs Python 3.11 or newer (set PYTHON=python3.12 for example)")'
@@ -38,6 +38,11 @@ $(VENV)/.installed-bench: $(STAMP) pyproject.toml
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m tools.bench
+
+# 5,000 events/s through every service for 10 minutes; records section soak of
+# docs/benchmarks.md (not run in CI). Options: make soak SOAK_ARGS='--duration-s 60 --no-write'
+soak: $(STAMP)
+	$(BIN)/python -m tools.soak $(SOAK_ARGS)
 
 # Redis and every service in Docker (docker-compose.yml); needs Docker, not .venv.
 up:

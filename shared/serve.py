@@ -17,6 +17,12 @@ import uvicorn
 from fastapi import FastAPI
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACEFUL_SHUTDOWN_S = 5.0
+"""Seconds open connections get to finish at shutdown before uvicorn cancels them.
+
+Without it a dashboard client that stopped reading keeps its socket's write
+buffer full and uvicorn waits for it forever, so SIGTERM would never exit.
+"""
 
 
 class _Server(uvicorn.Server):
@@ -37,5 +43,12 @@ class _Server(uvicorn.Server):
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run ``app`` until SIGINT or SIGTERM, then shut down in order and return."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     _Server(config).run()

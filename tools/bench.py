@@ -23,7 +23,7 @@ from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
 from shared.settings import BaseServiceSettings
-from tools import bench_analytics, bench_orchestrator
+from tools import bench_analytics, bench_orchestrator, bench_slow_clients
 from tools.bench_bandit import bench_bandit_regret
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -153,6 +153,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "analytics-consume": bench_analytics.bench_consume,
     "analytics-latency": bench_analytics.bench_latency,
     "analytics-fanout": bench_analytics.bench_fanout,
+    "slow-clients": bench_slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
 }
 

@@ -3,6 +3,12 @@
 Publishing only enqueues (``put_nowait``); each connection drains its own queue.
 A client whose queue is full is marked for dropping: its connection closes with
 1008 and a reason, and ``streamloop_ws_clients_dropped_total`` counts it.
+
+New clients read their snapshot from Redis through :attr:`Hub.joining`, at most
+``JOINING_AT_ONCE`` at a time: redis-py's async pool holds 100 connections and
+fails any command that would need another, so a burst of hundreds of dashboards
+connecting at once would otherwise fail their own snapshots (and the consumer's
+and broadcaster's commands) with "Too many connections".
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ SEND_LATENCY = Histogram(
     "From enqueue to the frame being written.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+JOINING_AT_ONCE = 16
 
 
 @dataclass(eq=False)
@@ -41,8 +48,9 @@ class Client:
 class Hub:
     """Clients by channel; :meth:`publish` fans a frame out without ever waiting."""
 
-    def __init__(self, queue_messages: int) -> None:
+    def __init__(self, queue_messages: int, joining_at_once: int = JOINING_AT_ONCE) -> None:
         self.queue_messages = queue_messages
+        self.joining = asyncio.Semaphore(joining_at_once)
         self._clients: dict[str, set[Client]] = defaultdict(set)
 
     def add(self, channel: str) -> Client:

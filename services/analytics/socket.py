@@ -16,7 +16,9 @@ from services.analytics.settings import AnalyticsSettings
 log = logging.getLogger("services.analytics.socket")
 router = APIRouter()
 POLICY_VIOLATION = 1008
-CLOSE_TIMEOUT_S = 1.0
+# How long a dropped client's close frame may wait behind the backlog already in
+# its socket; uvicorn writes it only once the client has read that backlog.
+DROP_CLOSE_TIMEOUT_S = 30.0
 MAX_REASON_BYTES = 123
 
 
@@ -61,11 +63,17 @@ def refuse_reason(websocket: WebSocket, settings: AnalyticsSettings) -> str:
 
 
 async def send_snapshot(websocket: WebSocket, channel: str) -> None:
-    """``stream_state``, ``metrics_update``, then today's revenue points for the chart."""
+    """``stream_state``, ``metrics_update``, then today's revenue points for the chart.
+
+    They are read under the hub's ``joining`` limit and sent after it, so a burst of
+    new clients cannot exhaust the Redis pool and a slow one holds no slot.
+    """
+    hub: Hub = websocket.app.state.hub
     broadcaster = websocket.app.state.broadcaster
-    for frame in await broadcaster.snapshot_frames(channel):
-        await websocket.send_text(frame)
-    for frame in await broadcaster.revenue_history(channel):
+    async with hub.joining:
+        frames = await broadcaster.snapshot_frames(channel)
+        frames += await broadcaster.revenue_history(channel)
+    for frame in frames:
         await websocket.send_text(frame)
 
 
@@ -83,12 +91,24 @@ async def serve_client(websocket: WebSocket, client: Client) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if client.overflowed.is_set():
-        log.warning(
-            "dropped a %s client that fell %d messages behind", client.channel, client.queue.maxsize
-        )
-        with contextlib.suppress(Exception):
-            reason = close_reason(f"too slow: {client.queue.maxsize} messages queued; reconnect")
-            await asyncio.wait_for(websocket.close(POLICY_VIOLATION, reason), CLOSE_TIMEOUT_S)
+        await close_dropped(websocket, client)
+
+
+async def close_dropped(websocket: WebSocket, client: Client) -> None:
+    """Close a client dropped for falling behind with 1008 and a "too slow" reason.
+
+    Its socket is full (that is why it fell behind), so the close frame can only
+    follow the frames already written once the client reads them: waiting just a
+    moment would give up before then and end the connection with no close frame
+    at all (a reader that resumes sees 1006 and no reason). So the close may wait
+    up to ``DROP_CLOSE_TIMEOUT_S``; the hub no longer holds the client meanwhile.
+    """
+    log.warning(
+        "dropped a %s client that fell %d messages behind", client.channel, client.queue.maxsize
+    )
+    with contextlib.suppress(Exception):
+        reason = close_reason(f"too slow: {client.queue.maxsize} messages queued; reconnect")
+        await asyncio.wait_for(websocket.close(POLICY_VIOLATION, reason), DROP_CLOSE_TIMEOUT_S)
 
 
 async def pump(websocket: WebSocket, client: Client) -> None:

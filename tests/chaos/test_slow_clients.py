@@ -2,25 +2,26 @@
 
 ``python -m services.analytics`` runs as its own process on the test Redis with
 ``CLIENT_QUEUE_MESSAGES`` = 16. 200 WebSocket clients read everything; 200 more
-complete the handshake on a raw TCP socket (tiny receive buffer, 1,400-byte
+complete the handshake on a raw TCP socket (4 KB receive buffer, 1,400-byte
 segments as over a real network) and then never call ``recv``, so the server's
-writes to them really back up. Donations with 1 KB messages are published until
-every stalled client has been dropped. The test proves that:
+writes to them really back up. Donations with 1,000-character messages are
+published until every stalled client has been dropped. The test proves that:
 
 * every reader received every donation frame, in the order published, and was
   never dropped: 200 stalled clients push no reader into a drop;
 * every non-reader was dropped, and only they: ``streamloop_ws_clients_dropped_total``
-  on ``/metrics`` counts exactly 200, and when a stalled client finally reads its
-  socket it finds an in-order prefix of the donations and then a close frame with
-  code 1008 and a "too slow" reason (not a bare end of stream);
+  on ``/metrics`` counts exactly 200, and when a stalled client reads its socket at
+  last, seconds after its drop, it finds an in-order prefix of the donations and
+  then a close frame with code 1008 and a "too slow" reason (not a bare end of
+  stream, which is what it got while the server gave its close frame only 1 s);
 * the server's memory stayed bounded: its RSS grew by less than a generous bound
   derived from the per-client queue limit and the transport's write buffer;
 * the server still serves afterwards: a new client gets its snapshot and the next
   donation, as do all 200 readers, and the process then stops cleanly.
 
 How fast the readers get their frames beside stalled clients is measured, not
-asserted: ``make bench`` (``tools/bench_slow_clients.py``) writes it to
-``docs/benchmarks.md``.
+asserted: ``make bench`` (``slow-clients``, ``tools/bench_slow_clients.py``) writes
+it to ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import socket
 import struct
 import time
@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 import websockets
 from redis.asyncio import Redis
@@ -48,6 +47,8 @@ from shared.events import DonationEvent
 from shared.publisher import Publisher
 from tests.chaos.processes import Service, start, wait_healthy
 from tests.chaos.reliability import record
+from tools.bench_analytics import scrape
+from tools.bench_slow_clients import rss_mb, stalled_sockets
 
 READERS = 200
 STALLED = 200
@@ -55,18 +56,14 @@ QUEUE_MESSAGES = 16
 ROUND = 50  # donations published between two looks at the drop counter
 MAX_DONATIONS = 1_000  # far more than it takes (about 140 here): fail rather than loop
 MESSAGE = "slow clients must not hold anyone back " * 25  # 1,000 characters
-FRAME_MAX_BYTES = 2048  # a donation frame with MESSAGE is about 1,200 bytes
-WRITE_BUFFER_BYTES = 64 * 1024  # uvloop's high-water mark: past it, sends wait
-ALLOCATOR_FACTOR = 2  # freed frames interleave with held ones, so RSS is about twice that
-RSS_SLACK_BYTES = 32 * 1024 * 1024  # interpreter, 200 readers' traffic, allocator noise
+FRAME_MAX_KIB = 2  # a donation frame with MESSAGE is about 1,200 bytes
+WRITE_BUFFER_KIB = 64  # uvloop's high-water mark: past it, a send waits
+ALLOCATOR_FACTOR = 2  # frames freed among frames held: RSS grows about twice what is held
+RSS_SLACK_MIB = 32  # interpreter, the readers' traffic, allocator noise
+STILL_STALLED_S = 3.0  # how long the stalled clients stay stalled after the last drop
 CONNECT_AT_ONCE = 50
 CONNECTED = 'streamloop_ws_clients{channel="demo"}'
 DROPPED = "streamloop_ws_clients_dropped_total"
-HANDSHAKE = (
-    b"GET /ws/metrics?channel=demo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n"
-)
 
 
 @pytest.fixture
@@ -101,14 +98,14 @@ async def test_stalled_clients_are_dropped_and_counted_while_readers_get_everyth
     await wait_healthy(server)
     async with (
         asyncio.timeout(50),
-        httpx.AsyncClient(base_url=server.url) as http,
         readers(url) as (clients, seen),
-        stalled_sockets(server.port) as stalled,
+        stalled_sockets(server.port, STALLED) as stalled,
     ):
-        await until(http, CONNECTED, READERS + STALLED)
-        rss_before = rss_bytes(server.process.pid)
-        ids = await donate_until_all_dropped(publisher, http, seen)
-        rss_after = rss_bytes(server.process.pid)
+        await until(server.url, CONNECTED, READERS + STALLED)
+        rss_before = rss_mb(server.process.pid)
+        ids = await donate_until_all_dropped(publisher, server.url, seen)
+        rss_after = rss_mb(server.process.pid)
+        await asyncio.sleep(STILL_STALLED_S)
         closes = await asyncio.gather(*(read_until_close(raw) for raw in stalled))
 
         async with websockets.connect(url, compression=None, proxy=None) as fresh:
@@ -116,7 +113,7 @@ async def test_stalled_clients_are_dropped_and_counted_while_readers_get_everyth
             await publisher.publish(donation("after"))
             fresh_ids = await donation_ids(fresh, until_id="after")
         await until_each_has(seen, len(ids) + 1)
-        metrics = await scrape(http)
+        metrics = await scrape(server.url)
         still_open = sum(client.state is websockets.State.OPEN for client in clients)
 
     assert all(each == [*ids, "after"] for each in seen), "a reader missed or reordered frames"
@@ -126,27 +123,25 @@ async def test_stalled_clients_are_dropped_and_counted_while_readers_get_everyth
         assert got == ids[: len(got)], "a stalled client got donations out of order"
     assert metrics[DROPPED] == STALLED
     assert metrics[CONNECTED] == READERS
-    per_client = ALLOCATOR_FACTOR * (WRITE_BUFFER_BYTES + (QUEUE_MESSAGES + 1) * FRAME_MAX_BYTES)
-    bound = STALLED * per_client + RSS_SLACK_BYTES
-    assert rss_after - rss_before < bound, (rss_before, rss_after, bound)
+    per_client_kib = ALLOCATOR_FACTOR * (WRITE_BUFFER_KIB + (QUEUE_MESSAGES + 1) * FRAME_MAX_KIB)
+    bound_mib = STALLED * per_client_kib / 1024 + RSS_SLACK_MIB
+    assert rss_after - rss_before < bound_mib, (rss_before, rss_after, bound_mib)
     assert first["type"] == "stream_state"
     assert fresh_ids == ["after"]
     assert server.stop() == 0, server.output()[-3000:]
+    got_each = [len(got) for *_, got in closes]
     record(
         "slow-clients",
-        "WebSocket clients that never read, beside clients that do",
+        "WebSocket clients that never read, beside 200 that do",
         STALLED,
         "every reader got every donation in order; every stalled client dropped with 1008 "
         "and counted; RSS bounded; new clients served",
-        readers=READERS,
+        lost=sum(len(set(ids) - set(each)) for each in seen),
+        doubled=sum(len(each) - len(set(each)) for each in seen),
         donations=len(ids),
-        dropped=int(metrics[DROPPED]),
-        donations_before_drop=[
-            min(len(got) for *_, got in closes),
-            max(len(got) for *_, got in closes),
-        ],
-        rss_growth_mb=round((rss_after - rss_before) / 2**20, 1),
-        rss_bound_mb=round(bound / 2**20, 1),
+        donations_a_stalled_client_got=f"{min(got_each)} to {max(got_each)}",
+        rss_growth_mib=round(rss_after - rss_before, 1),
+        rss_bound_mib=round(bound_mib, 1),
         wall_s=round(time.monotonic() - began, 1),
     )
 
@@ -164,7 +159,7 @@ def donation(event_id: str) -> DonationEvent:
 
 
 async def donate_until_all_dropped(
-    publisher: Publisher, http: httpx.AsyncClient, seen: list[list[str]]
+    publisher: Publisher, base: str, seen: list[list[str]]
 ) -> list[str]:
     """Publish donations until every stalled client is dropped; their ids, in order.
 
@@ -178,9 +173,9 @@ async def donate_until_all_dropped(
             ids.append(f"slow-{len(ids):04d}")
             await publisher.publish(donation(ids[-1]))
         await until_each_has(seen, len(ids))
-        if (await scrape(http)).get(DROPPED) == STALLED:
+        if (await scrape(base)).get(DROPPED) == STALLED:
             return ids
-    await until(http, DROPPED, STALLED)
+    await until(base, DROPPED, STALLED)
     return ids
 
 
@@ -226,31 +221,6 @@ async def donation_ids(client: ClientConnection, until_id: str) -> list[str]:
     return ids
 
 
-@contextlib.asynccontextmanager
-async def stalled_sockets(port: int) -> AsyncIterator[list[socket.socket]]:
-    """``STALLED`` raw sockets that complete the WebSocket handshake and then never read.
-
-    A 4 KB receive buffer and 1,400-byte segments, set before connecting so that the
-    server sees them: with loopback's 64 KB segments the server's kernel send buffer
-    would grow to 4 MB a socket and absorb everything before the app felt back-pressure.
-    """
-    loop = asyncio.get_running_loop()
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(STALLED):
-            raw = socket.socket()
-            sockets.append(raw)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1400)
-            raw.setblocking(False)
-            await loop.sock_connect(raw, ("127.0.0.1", port))
-            await loop.sock_sendall(raw, HANDSHAKE)
-        yield sockets
-    finally:
-        for raw in sockets:
-            raw.close()
-
-
 async def read_until_close(raw: socket.socket) -> tuple[int, str, list[str]]:
     """Read a stalled socket at last: (close code, close reason, donation ids before it)."""
     data = b""
@@ -294,27 +264,12 @@ def next_frame(data: bytes) -> tuple[int, bytes, bytes] | None:
     return opcode, data[start : start + length], data[start + length :]
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process ``pid`` (Linux ``/proc``)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    assert match, status
-    return int(match[1]) * 1024
-
-
-async def scrape(http: httpx.AsyncClient) -> dict[str, float]:
-    """The server's Prometheus samples, ``name{labels}`` -> value."""
-    text = (await http.get("/metrics")).text
-    samples = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    return {name: float(value) for name, value in samples}
-
-
-async def until(http: httpx.AsyncClient, sample: str, value: float, timeout_s: float = 20) -> None:
+async def until(base: str, sample: str, value: float, timeout_s: float = 20) -> None:
     """Poll ``/metrics`` until ``sample`` reads ``value``; fail with what it read last."""
     last: float | None = None
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
-            while (last := (await scrape(http)).get(sample)) != value:
+            while (last := (await scrape(base)).get(sample)) != value:
                 await asyncio.sleep(0.1)
     assert last == value, f"{sample} is {last} after {timeout_s} s, not {value}"
 
@@ -327,3 +282,27 @@ async def until_each_has(seen: list[list[str]], count: int, timeout_s: float = 2
                 await asyncio.sleep(0.05)
     behind = sorted(len(ids) for ids in seen if len(ids) < count)
     assert not behind, f"{len(behind)} readers short of {count} donations: {behind[:10]}"
+
+
+SHUTDOWN_STALLED = 20
+SHUTDOWN_LIMIT_S = 15.0
+"""uvicorn's graceful-shutdown timeout (5 s) plus the lifespan's own orderly stop."""
+
+
+async def test_sigterm_exits_cleanly_while_stalled_clients_hold_full_buffers(
+    server: Service, redis: Redis, settings: AnalyticsSettings
+) -> None:
+    """Stalled sockets whose buffers are full must not keep the process from exiting."""
+    publisher = Publisher(redis, settings)
+    await wait_healthy(server)
+    async with stalled_sockets(server.port, SHUTDOWN_STALLED):
+        await until(server.url, CONNECTED, SHUTDOWN_STALLED)
+        for n in range(MAX_DONATIONS):
+            await publisher.publish(donation(f"fill-{n:04d}"))
+            if n % ROUND == ROUND - 1 and (await scrape(server.url)).get(DROPPED):
+                break  # writes to them back up: some were dropped, all still open
+        began = time.monotonic()
+        code = await asyncio.to_thread(server.stop, SHUTDOWN_LIMIT_S + 5)
+        took_s = time.monotonic() - began
+    assert code == 0, server.output()[-3000:]
+    assert took_s < SHUTDOWN_LIMIT_S, f"SIGTERM took {took_s:.1f} s"

@@ -215,6 +215,19 @@ class AnalyticsKeys:
         return f"{self.base}paid_data"
 
     @property
+    def paid_minutes(self) -> str:
+        """Hash ``{epoch minute}:{total}`` and ``h{epoch hour}:{total}`` -> paid totals.
+
+        Integer totals of that minute's (hour's) paid events: ``events``,
+        ``donation_cents``, ``bits_cents``, ``sub_cents`` (USD cents), ``bits`` (bits
+        cheered), ``subs`` (sub counts of sub/resub/gift). Incremented in the same
+        script that adds an event to ``paid_data``, and only when that adds it, so
+        each bucket equals the sum of its raw records. Sums over long ranges read
+        these instead of every record (``shared.paid_sums``).
+        """
+        return f"{self.base}paid_minutes"
+
+    @property
     def viewers(self) -> str:
         """Sorted set ``{ts ms}:{count}`` by ``ts`` ms: the viewer count series."""
         return f"{self.base}viewers"
@@ -242,6 +255,7 @@ class AnalyticsKeys:
                 "chatter_minutes",
                 "paid",
                 "paid_data",
+                "paid_minutes",
                 "viewers",
                 "lifecycle",
                 "social",

@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-GRACEFUL_SHUTDOWN_S = 5.0
+GRACEFUL_SHUTDOWN_S = 5
 """Seconds open connections get to finish at shutdown before uvicorn cancels them.
 
 Without it a dashboard client that stopped reading keeps its socket's write

@@ -21,6 +21,8 @@ Conventions:
 
 Reads: a timeline is one MULTI (clock + lifecycle); the figures of a range are one
 Lua script call (:data:`READ_RANGE`), so a whole summary costs two round trips.
+A summary reads every paid record of its stream (top donors, the revenue series);
+:func:`segment_stats` reads only paid totals (``shared.paid_sums``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from redis.asyncio import Redis
 
 from shared.clock import format_ts
 from shared.keys import AnalyticsKeys, Keys
+from shared.paid_sums import PAID_SUMS_LUA, PaidSums
 
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
@@ -49,11 +52,14 @@ SUB_TYPES = frozenset({"sub", "resub", "gift"})
 DONATION_TYPES = frozenset({"donation", "bits"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-READ_RANGE = """
+READ_RANGE = (
+    PAID_SUMS_LUA
+    + """
 -- Raw state of one channel over [ARGV[1], ARGV[2]) ms.
--- KEYS: chat_per_s, chatter_minutes, paid, paid_data, viewers, social.
+-- KEYS: chat_per_s, chatter_minutes, paid, paid_data, viewers, social, paid_minutes.
 -- ARGV: start ms, end ms, first second, end second (exclusive),
---       first minute, last minute (inclusive).
+--       first minute, last minute (inclusive), paid as records ('1') or as totals
+--       ('0': the range's totals and the paid events of each whole minute, ARGV[8..9]).
 local function chat_per_s(key, first, stop)
   local out = {}
   for from = first, stop - 1, 1000 do
@@ -123,14 +129,25 @@ local function viewers(key, from, to)
   return out
 end
 
+local records, totals = {}, {}
+if ARGV[7] == '1' then
+  records = paid(KEYS[3], KEYS[4], ARGV[1], ARGV[2])
+else
+  totals = {
+    paid_sum(KEYS[3], KEYS[4], KEYS[7], tonumber(ARGV[1]), tonumber(ARGV[2])),
+    paid_minute_events(KEYS[7], tonumber(ARGV[8]), tonumber(ARGV[9])),
+  }
+end
 return {
   chat_per_s(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4])),
   chatters(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6])),
-  paid(KEYS[3], KEYS[4], ARGV[1], ARGV[2]),
+  records,
   viewers(KEYS[5], ARGV[1], ARGV[2]),
   redis.call('ZRANGEBYSCORE', KEYS[6], ARGV[1], '(' .. ARGV[2], 'WITHSCORES'),
+  totals,
 }
 """
+)
 
 RECENT_DONATIONS = """
 -- The latest ARGV[1] donations and bits cheers, newest first, as their JSON records.
@@ -467,7 +484,10 @@ class RawRange:
     """Raw state of one channel over ``[start_ms, end_ms)``, as :func:`read_range` reads it.
 
     ``viewers`` holds the samples in force at ``start_ms`` (or, if none is, the first
-    ones after it) then every sample inside, as sorted ``(ts ms, count)``.
+    ones after it) then every sample inside, as sorted ``(ts ms, count)``. Paid events
+    are either every record (``paid``; ``paid_totals`` None) or, read without records,
+    only the range's ``paid_totals`` (``paid`` empty); ``paid_per_min`` holds every
+    whole minute's paid events either way (and, with records, the partial minutes').
     """
 
     start_ms: int
@@ -479,26 +499,35 @@ class RawRange:
     paid_per_min: dict[int, int]
     viewers: list[tuple[int, int]]
     social: list[Social]
+    paid_totals: PaidSums | None = None
 
 
-async def read_range(redis: Redis, keys: AnalyticsKeys, start_ms: int, end_ms: int) -> RawRange:
-    """Read the raw state of ``[start_ms, end_ms)`` in one atomic script call."""
+async def read_range(
+    redis: Redis, keys: AnalyticsKeys, start_ms: int, end_ms: int, *, records: bool = True
+) -> RawRange:
+    """Read the raw state of ``[start_ms, end_ms)`` in one atomic script call.
+
+    ``records=False`` reads paid totals instead of every paid record: its cost follows
+    the minutes of the range, not its paid events (see :class:`RawRange`).
+    """
     if end_ms <= start_ms:
-        return parse_range(start_ms, end_ms, [[], [], [], [], []])
+        return parse_range(start_ms, end_ms, [[], [], [], [], [], []])
     script = redis.register_script(READ_RANGE)
     seconds = (_ceil_div(start_ms, SECOND_MS), _ceil_div(end_ms, SECOND_MS))
     minutes = (start_ms // MINUTE_MS, (end_ms - 1) // MINUTE_MS)
-    args = [start_ms, end_ms, *seconds, *minutes]
+    whole = (_ceil_div(start_ms, MINUTE_MS), end_ms // MINUTE_MS - 1)
+    args = [start_ms, end_ms, *seconds, *minutes, "1" if records else "0", *whole]
     names = [keys.chat_per_s, keys.chatter_minutes, keys.paid, keys.paid_data, keys.viewers]
-    reply = await script(keys=[*names, keys.social], args=args)
+    reply = await script(keys=[*names, keys.social, keys.paid_minutes], args=args)
     return parse_range(start_ms, end_ms, reply)
 
 
 def parse_range(start_ms: int, end_ms: int, reply: Sequence[Sequence[Any]]) -> RawRange:
     """The :data:`READ_RANGE` reply as a :class:`RawRange`."""
-    chat_raw, chatters_raw, paid_raw, viewers_raw, social_raw = reply
+    chat_raw, chatters_raw, paid_raw, viewers_raw, social_raw, totals_raw = reply
     chat = {int(s): int(n) for s, n in zip(chat_raw[::2], chat_raw[1::2], strict=True)}
     paid = sorted((Paid.parse(item) for item in paid_raw), key=lambda p: (p.ts_ms, p.source, p.id))
+    totals, per_min = _paid_totals(totals_raw, paid)
     return RawRange(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -506,13 +535,26 @@ def parse_range(start_ms: int, end_ms: int, reply: Sequence[Sequence[Any]]) -> R
         chat_per_min=_per_minute(chat),
         chatters=_chatter_minutes(chatters_raw),
         paid=paid,
-        paid_per_min=dict(Counter(p.ts_ms // MINUTE_MS for p in paid)),
+        paid_per_min=per_min,
         viewers=sorted({(int(t), int(n)) for t, n in (m.split(":") for m in viewers_raw)}),
         social=[
             Social.parse(m, float(s))
             for m, s in zip(social_raw[::2], social_raw[1::2], strict=True)
         ],
+        paid_totals=totals,
     )
+
+
+def _paid_totals(
+    totals_raw: Sequence[Any], paid: Sequence[Paid]
+) -> tuple[PaidSums | None, dict[int, int]]:
+    """Range totals (None when read as records) and paid events per epoch minute."""
+    if not totals_raw:
+        return None, dict(Counter(p.ts_ms // MINUTE_MS for p in paid))
+    sums, flat = totals_raw
+    return PaidSums.from_reply(sums), {
+        int(m): int(n) for m, n in zip(flat[::2], flat[1::2], strict=True)
+    }
 
 
 def _per_minute(chat: dict[int, int]) -> dict[int, int]:
@@ -696,7 +738,7 @@ class Cents:
 def stats_of(raw: RawRange, window: Window) -> SegmentStats:
     """:class:`SegmentStats` of ``window`` from ``raw`` (which covers it)."""
     fig = figures(raw, [window])
-    cents = Cents.of(fig.paid)
+    paid = window_paid(raw, window, fig)
     return SegmentStats(
         start=iso(window.start_ms),
         end=iso(window.end_ms),
@@ -706,18 +748,32 @@ def stats_of(raw: RawRange, window: Window) -> SegmentStats:
         chat_messages=fig.chat,
         chat_velocity=per_minute(fig.chat, fig.duration_ms),
         unique_chatters=fig.unique_chatters,
-        revenue_usd=usd(cents.total),
-        revenue_per_hour_usd=usd_per_hour(cents.total, fig.duration_ms),
-        donations_usd=usd(cents.donations),
-        bits=sum(p.bits for p in fig.paid),
-        bits_usd=usd(cents.bits),
-        subs=sum(p.count for p in fig.paid if p.type in SUB_TYPES),
-        subs_usd=usd(cents.subs),
-        paid_events=len(fig.paid),
+        revenue_usd=usd(paid.cents),
+        revenue_per_hour_usd=usd_per_hour(paid.cents, fig.duration_ms),
+        donations_usd=usd(paid.donation_cents),
+        bits=paid.bits,
+        bits_usd=usd(paid.bits_cents),
+        subs=paid.subs,
+        subs_usd=usd(paid.sub_cents),
+        paid_events=paid.events,
         **viewer_figures(fig),
         mean_engagement=mean_score(fig.scores),
         engagement_minutes=len(fig.scores),
     )
+
+
+def window_paid(raw: RawRange, window: Window, fig: Figures) -> PaidSums:
+    """Paid totals of ``window``: ``raw``'s totals when read without records, else ``fig``'s."""
+    if raw.paid_totals is None:
+        return PaidSums.of(paid_record(p) for p in fig.paid)
+    if (window.start_ms, window.stop_ms) != (raw.start_ms, raw.end_ms):
+        raise ValueError("paid totals cover the range read, not a part of it")
+    return raw.paid_totals
+
+
+def paid_record(p: Paid) -> dict[str, Any]:
+    """The fields of ``p``'s ``paid_data`` record that its totals depend on."""
+    return {"type": p.type, "cents": p.cents, "bits": p.bits, "count": p.count}
 
 
 def viewer_figures(fig: Figures) -> dict[str, Any]:
@@ -771,7 +827,9 @@ async def segment_stats(
       ``chat_messages`` (so a range without messages has no chatters).
     * ``revenue_usd`` (donations + bits + subs), ``donations_usd``, ``bits``, ``subs``
       (sum of sub counts, a gift of 5 is 5): exact, paid events with ``ts`` in range;
-      ``revenue_per_hour_usd`` = revenue_usd x 3600 / duration_s.
+      ``revenue_per_hour_usd`` = revenue_usd x 3600 / duration_s. Read as totals
+      (``shared.paid_sums``), so the cost follows the range's minutes, not its paid
+      events: the orchestrator's reward baseline spans the whole stream so far.
     * ``avg_viewers``: time-weighted; the count in force at an instant is the latest
       sample at or before it (before the first sample, the first).
       ``peak_viewers``: the highest count in force; ``hours_watched``: viewer-hours.
@@ -780,7 +838,7 @@ async def segment_stats(
       distinct chatters that minute, paid events that minute)``; null when the range
       holds no whole minute (``engagement_minutes`` says how many it is over).
     """
-    raw = await read_range(redis, keys.analytics(channel), start_ms, end_ms)
+    raw = await read_range(redis, keys.analytics(channel), start_ms, end_ms, records=False)
     return stats_of(raw, Window(start_ms, end_ms))
 
 
@@ -978,7 +1036,7 @@ def not_found(channel: str, stream_id: str | None) -> StreamSummary:
     """The summary of a stream that never started: ``found`` false, zeros, all missing."""
     reason = f"no stream_started for stream {stream_id}" if stream_id else None
     reason = reason or f"no stream_started on channel {channel}"
-    empty = parse_range(0, 0, [[], [], [], [], []])
+    empty = parse_range(0, 0, [[], [], [], [], [], []])
     span = Span(stream_id or "", 0, 0, 0)
     summary = summarise(channel, span, [], empty)
     return summary.model_copy(

@@ -766,6 +766,60 @@ def without_dedupe(outcome: Outcome, second: Sequence[Sample]) -> str:
     )
 
 
+RECORD_KEYS = ("paid", "paid_data", "social")
+"""Per-channel analytics keys holding one record per paid event or follow: the stream's
+record, which the retro report reads once at its end; they expire ``STATE_TTL_S`` after
+the channel's last event."""
+
+
+def growth_accounting(outcome: Outcome) -> tuple[str, bool]:
+    """Redis growth between the censuses split into what is bounded by design and the rest.
+
+    Streams below their caps grow until their cap; the per-stream records grow with
+    the paid events and follows of the stream (bounded by its length and the state
+    TTL); dedupe markers grow until their TTL. Everything else must not grow.
+    """
+    early, late = outcome.censuses[0], outcome.censuses[-1]
+    minutes = (late.t_s - early.t_s) / 60 or 1.0
+    keys = outcome.settings.keys
+    streams = {keys.stream(kind) for kind in EVENT_STREAMS}
+    records = {
+        getattr(keys.analytics(ch), name)
+        for ch in outcome.settings.channels
+        for name in RECORD_KEYS
+    }
+
+    def grown(names: set[str]) -> float:
+        return (
+            sum(
+                late.keys[k].bytes - (early.keys[k].bytes if k in early.keys else 0)
+                for k in names
+                if k in late.keys
+            )
+            / MB
+            / minutes
+        )
+
+    in_streams, in_records = grown(streams), grown(records)
+    markers = (
+        (late.dedupe_count * late.dedupe_bytes_each - early.dedupe_count * early.dedupe_bytes_each)
+        / MB
+        / minutes
+    )
+    total = (late.used_memory - early.used_memory) / MB / minutes
+    rest = total - in_streams - in_records - markers
+    bounded = rest / (late.used_memory / MB) * 100 < FLAT_PCT_PER_MIN
+    text = (
+        f"Growth between the censuses, {total:+.2f} MB/min in all: event streams below their caps "
+        f"{in_streams:+.2f}, the streams' paid and follow records (`{'`, `'.join(RECORD_KEYS)}`, "
+        f"read by the retro report) {in_records:+.2f}, dedupe markers {markers:+.2f}, everything "
+        f"else {rest:+.2f} MB/min: "
+        + ("**bounded**" if bounded else "**NOT bounded**")
+        + f" (everything else under {FLAT_PCT_PER_MIN:g} %/min of `used_memory`)."
+    )
+    return text, bounded
+
+
 def census_rows(outcome: Outcome) -> list[str]:
     """Where Redis memory went: the dedupe markers and the largest keys, early vs at the end."""
     early, late = outcome.censuses[0], outcome.censuses[-1]
@@ -922,6 +976,7 @@ def render(outcome: Outcome) -> str:
     )
     caps = ", ".join(f"{k.value} {settings.stream_maxlen(k):,}" for k in Stream)
     memory_text, flat = memory_verdict(outcome)
+    accounting, bounded = growth_accounting(outcome)
     process_table, grew = process_rows(outcome)
     end, drained = outcome.end_of_load, outcome.drained
     consumed = outcome.consumed.get("analytics", 0)
@@ -960,6 +1015,8 @@ def render(outcome: Outcome) -> str:
         "### Redis memory",
         "",
         memory_text,
+        "",
+        accounting,
         "",
         *stream_rows(outcome),
         "",
@@ -1002,6 +1059,10 @@ def render(outcome: Outcome) -> str:
         "",
         "Verdict: Redis memory "
         + ("flat" if flat else "**NOT flat**")
+        + (
+            "; its growth outside capped streams, per-stream records and dedupe markers "
+            + ("bounded" if bounded else "**NOT bounded**")
+        )
         + "; process memory "
         + ("flat" if not grew else "**grew** (" + ", ".join(grew) + ")")
         + ".",

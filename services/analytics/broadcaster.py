@@ -26,6 +26,7 @@ from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, local_day_ms
 from services.analytics.settings import AnalyticsSettings
 from shared.events import BitsEvent, DonationEvent, parse_fields
+from shared.paid_sums import paid_sums, paid_sums_and_newest
 from shared.redis_client import CONNECTION_ERRORS
 from shared.waiting import wait_or_stop
 
@@ -73,17 +74,21 @@ class Broadcaster:
         ]
 
     async def revenue_history(self, channel: str) -> list[str]:
-        """Today's ``revenue_point`` frames (last ``HISTORY_POINTS``), for a new client's chart."""
-        now = await self.redis.zscore(self.keys.analytics(channel).clock, "now")
+        """Today's ``revenue_point`` frames (last ``HISTORY_POINTS``), for a new client's chart.
+
+        One script: the day's totals and its latest records, so the running total of
+        the first point shown is the day's total less those records, not a read of them all.
+        """
+        keys = self.keys.analytics(channel)
+        now = await self.redis.zscore(keys.clock, "now")
         if now is None:
             return []
         day_start, _ = local_day_ms(int(now), self.zone)
-        points, total = [], 0.0
-        for record in await self._paid_between(channel, day_start, int(now)):
-            total += record["cents"] / 100
-            at = datetime.fromtimestamp(record["ts"] / 1000, UTC)
-            points.append(messages.encode(messages.revenue_point(at, record["cents"] / 100, total)))
-        return points[-HISTORY_POINTS:]
+        sums, newest = await paid_sums_and_newest(
+            self.redis, keys, day_start, int(now) + 1, HISTORY_POINTS
+        )
+        records = [json.loads(raw) for raw in newest]
+        return revenue_points(records, sums.cents - sum(int(r["cents"]) for r in records))
 
     async def run_donations(self, stop: asyncio.Event) -> None:
         """Tail ``events:donation`` from its end and push each donation as it lands."""
@@ -123,24 +128,29 @@ class Broadcaster:
         )
 
     async def revenue_through(self, event: DonationEvent | BitsEvent) -> float:
-        """USD earned on the event's local day up to its ``ts``, not counting the event itself."""
+        """USD earned on the event's local day up to its ``ts``, not counting the event itself.
+
+        From the per-minute totals (``shared.paid_sums``): the cost follows the minutes
+        of the day so far, not its donations.
+        """
         at = ts_ms(event)
         day_start, _ = local_day_ms(at, self.zone)
-        own = member(event)
-        records = await self._paid_between(event.channel, day_start, at, exclude=own)
-        cents: int = sum(record["cents"] for record in records)
-        return cents / 100
-
-    async def _paid_between(
-        self, channel: str, start_ms: int, end_ms: int, exclude: str = ""
-    ) -> list[dict[str, Any]]:
-        keys = self.keys.analytics(channel)
-        found: list[str] = await self.redis.zrangebyscore(keys.paid, start_ms, end_ms)  # type: ignore[assignment]
-        members = [m for m in found if m != exclude]
-        if not members:
-            return []
-        return [json.loads(raw) for raw in await self.redis.hmget(keys.paid_data, members) if raw]
+        keys = self.keys.analytics(event.channel)
+        sums = await paid_sums(self.redis, keys, day_start, at + 1, exclude=member(event))
+        return sums.cents / 100
 
     async def _last_id(self, stream: str) -> str:
         newest = await self.redis.xrevrange(stream, count=1)
         return str(newest[0][0]) if newest else "0-0"
+
+
+def revenue_points(records: list[dict[str, Any]], before_cents: int) -> list[str]:
+    """``revenue_point`` frames of paid ``records`` (time order), ``before_cents`` earned before."""
+    points, total = [], before_cents
+    for record in records:
+        total += record["cents"]
+        at = datetime.fromtimestamp(record["ts"] / 1000, UTC)
+        points.append(
+            messages.encode(messages.revenue_point(at, record["cents"] / 100, total / 100))
+        )
+    return points

@@ -1,6 +1,7 @@
 """The analytics stream handler: each event becomes commutative writes on raw channel state.
 
-Every write here commutes (set members, counters, maxima), so the raw state after
+Every write here commutes (set members, counters, maxima, and paid records set
+once with their minute totals counted only then), so the raw state after
 a set of events is the same whatever order or batches they arrived in, and the
 consumer runner commits these writes with the XACKs, exactly once. A batch's
 writes are merged and applied by one script call (``services.analytics.writes``). Figures are
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from services.analytics.writes import BatchWrites, apply_script
+from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite, apply_script
 from shared.consumer import Delivery
 from shared.events import (
     ActivityChangedEvent,
@@ -35,6 +36,7 @@ from shared.events import (
     ViewerCountEvent,
 )
 from shared.keys import AnalyticsKeys, Keys
+from shared.paid_sums import bucket_increments
 
 GROUP = "analytics"
 
@@ -61,9 +63,13 @@ def write_chat(w: BatchWrites, keys: AnalyticsKeys, event: ChatEvent) -> None:
 def write_paid(
     w: BatchWrites, keys: AnalyticsKeys, event: DonationEvent | BitsEvent | SubEvent
 ) -> None:
-    """Donations, bits and subs: each kept whole, indexed by time."""
-    w.zadd(keys.paid, member(event), ts_ms(event))
-    w.hset(keys.paid_data, member(event), json.dumps(paid_record(event)))
+    """Donations, bits and subs: each kept whole, indexed by time, and counted in its minute.
+
+    The minute totals let sums over long ranges skip the records (``shared.paid_sums``).
+    """
+    record = paid_record(event)
+    write = PaidWrite(member(event), ts_ms(event), json.dumps(record), bucket_increments(record))
+    w.paid(PaidKeys(keys.paid_data, keys.paid, keys.paid_minutes), write)
 
 
 def paid_record(event: DonationEvent | BitsEvent | SubEvent) -> dict[str, object]:

@@ -1,15 +1,18 @@
 """Derived figures: the ``metrics:{channel}`` hash, recomputed from the raw channel state.
 
-:func:`recompute` reads a consistent snapshot of the raw state (one MULTI),
-derives every figure (formulas in ``docs/metrics.md``) and writes the hash only
-if no newer snapshot was written meanwhile (compare-and-set on the state
-version), so replicas recomputing at once never leave an older result behind.
+:func:`recompute` reads a consistent snapshot of the raw state (one Lua script),
+including the paid totals of today, the stream and the trailing windows, summed
+in Redis from per-minute totals (``shared.paid_sums``: O(minutes of the range),
+not O(paid events), and exact to the cent), derives every figure (formulas in
+``docs/metrics.md``) and writes the hash only if no newer snapshot was written
+meanwhile (compare-and-set on the state version), so replicas recomputing at
+once never leave an older result behind.
 Time is event time: "now" is the largest ``ts`` the channel has seen.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,25 +22,38 @@ from redis.asyncio import Redis
 
 from shared.clock import format_ts
 from shared.keys import AnalyticsKeys, Keys
+from shared.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
 from shared.stream_summary import StreamState as StreamState
 from shared.stream_summary import engagement_score as engagement_score
+from shared.stream_summary import read_lifecycle
 from shared.stream_summary import stream_state as stream_state
+
+log = logging.getLogger("services.analytics.metrics")
 
 HOUR_MS = 3_600_000
 MIN_RATE_WINDOW_MS = 60_000
-SNAPSHOT = """
+SNAPSHOT_ATTEMPTS = 5
+SNAPSHOT = (
+    PAID_SUMS_LUA
+    + """
+-- KEYS: clock, version, chat_window, chatter_window, viewers, lifecycle,
+--       paid, paid_data, paid_minutes.
+-- ARGV: chat window ms, engagement window ms, today's start and end ms, this stream's
+--       start and exclusive end ms ('' without a stream), start of the live stream
+--       ('' when not live), the rate window ms and its minimum.
 local now = tonumber(redis.call('ZSCORE', KEYS[1], 'now'))
 if not now then return false end
 local chat_from = now - tonumber(ARGV[1])
 local engagement_from = now - tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. chat_from)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. engagement_from)
-local since = math.min(tonumber(ARGV[3]), now - 3600000)
-local paid = redis.call('ZRANGEBYSCORE', KEYS[7], since, '+inf')
-local paid_data = {}
-for first = 1, #paid, 1000 do  -- unpack() has a stack limit: read in chunks
-  local chunk = redis.call('HMGET', KEYS[8], unpack(paid, first, math.min(first + 999, #paid)))
-  for _, item in ipairs(chunk) do paid_data[#paid_data + 1] = item end
+local function sum(lo, hi) return paid_sum(KEYS[7], KEYS[8], KEYS[9], lo, hi) end
+local forever = 2 ^ 53  -- paid_sum narrows it to the last paid ts
+local stream = {0, 0, 0, 0, 0, 0}
+if ARGV[5] ~= '' then stream = sum(tonumber(ARGV[5]), tonumber(ARGV[6])) end
+local rate_from = now - tonumber(ARGV[8])
+if ARGV[7] ~= '' then
+  rate_from = math.max(rate_from, math.min(tonumber(ARGV[7]), now - tonumber(ARGV[9])))
 end
 return {
   tostring(now),
@@ -46,9 +62,13 @@ return {
   redis.call('ZCOUNT', KEYS[4], '(' .. engagement_from, '+inf'),
   redis.call('ZREVRANGE', KEYS[5], 0, 0),
   redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES'),
-  paid_data,
+  sum(tonumber(ARGV[3]), tonumber(ARGV[4])),
+  stream,
+  sum(engagement_from + 1, forever),
+  sum(rate_from + 1, forever),
 }
 """
+)
 CAS_WRITE = """
 local seen = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if seen > tonumber(ARGV[1]) then return 0 end
@@ -75,7 +95,13 @@ def local_day_ms(now_ms: int, zone: ZoneInfo) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The raw figures of one channel at one instant of its event time."""
+    """The raw figures of one channel at one instant of its event time.
+
+    Paid totals (``shared.paid_sums``) of: ``today``, the local calendar day of
+    ``now_ms``; ``this_stream``, the current (or last) stream, end included;
+    ``recent``, the engagement window ``(now - engagement_ms, now]``; ``rate``, the
+    window of :func:`rate_window_ms`, ``(now - rate window, now]``.
+    """
 
     now_ms: int
     version: int
@@ -83,7 +109,44 @@ class Snapshot:
     chatters_in_window: int
     viewers: int
     stream: StreamState
-    paid: list[dict[str, Any]]
+    today: PaidSums
+    this_stream: PaidSums
+    recent: PaidSums
+    rate: PaidSums
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ranges a snapshot sums that Python fixes: they change only with the day or stream.
+
+    ``day``: ``[start, end)`` ms of the local day of "now"; ``stream``: ``[start, end)``
+    ms of the current or last stream (end = its ``stream_ended`` + 1, or unbounded),
+    None without one; ``live_since``: start ms of the live stream, else None.
+    """
+
+    day: tuple[int, int]
+    stream: tuple[int, int] | None
+    live_since: int | None
+
+    @classmethod
+    def of(cls, now_ms: int, stream: StreamState, zone: ZoneInfo) -> Plan:
+        """The plan for a snapshot at ``now_ms`` with ``stream`` as its lifecycle says."""
+        live_since = stream.started_ms if stream.is_live else None
+        return cls(local_day_ms(now_ms, zone), stream_range(stream), live_since)
+
+    def args(self) -> list[int | str]:
+        """ARGV[3..7] of :data:`SNAPSHOT`."""
+        stream: list[int | str] = list(self.stream) if self.stream else ["", ""]
+        live = "" if self.live_since is None else self.live_since
+        return [*self.day, *stream, live]
+
+
+def stream_range(stream: StreamState) -> tuple[int, int] | None:
+    """``[start, end)`` ms of the paid events inside the stream (its end ms included)."""
+    if stream.started_ms is None:
+        return None
+    end = FOREVER_MS if stream.ended_ms is None else stream.ended_ms + 1
+    return stream.started_ms, end
 
 
 class MetricsComputer:
@@ -108,9 +171,28 @@ class MetricsComputer:
         return figures
 
     async def snapshot(self, channel: str) -> Snapshot | None:
-        """One atomic read of the raw state (windows trimmed on the way)."""
+        """One atomic read of the raw state and its paid totals (windows trimmed on the way).
+
+        The day and stream ranges come from a first read of the clock and lifecycle;
+        if the snapshot shows another day or stream (they changed in between), it is
+        taken again with the ranges it showed, so the totals always match its own state.
+        """
         keys = self.keys.analytics(channel)
-        since = await self._paid_since(keys)
+        now_ms, lifecycle = await read_lifecycle(self.redis, keys)
+        plan = Plan.of(now_ms, stream_state(lifecycle), self.zone)
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            snap = await self._read(keys, plan)
+            if snap is None:
+                return None
+            seen = Plan.of(snap.now_ms, snap.stream, self.zone)
+            if seen == plan:
+                return snap
+            plan = seen
+        log.warning("%s: lifecycle changing under every snapshot; figures may lag", channel)
+        return snap
+
+    async def _read(self, keys: AnalyticsKeys, plan: Plan) -> Snapshot | None:
+        """One run of :data:`SNAPSHOT` with the ranges of ``plan``."""
         raw = await self._snapshot(
             keys=[
                 keys.clock,
@@ -121,28 +203,24 @@ class MetricsComputer:
                 keys.lifecycle,
                 keys.paid,
                 keys.paid_data,
+                keys.paid_minutes,
             ],
-            args=[self.windows.chat_ms, self.windows.engagement_ms, since],
+            args=[
+                self.windows.chat_ms,
+                self.windows.engagement_ms,
+                *plan.args(),
+                HOUR_MS,
+                MIN_RATE_WINDOW_MS,
+            ],
         )
         return parse_snapshot(raw) if raw else None
-
-    async def _paid_since(self, keys: AnalyticsKeys) -> int:
-        """Earliest paid event needed: start of today or of the current stream."""
-        now = await self.redis.zscore(keys.clock, "now")
-        if now is None:
-            return 0
-        lifecycle: list[tuple[str, float]] = await self.redis.zrange(
-            keys.lifecycle, 0, -1, withscores=True
-        )  # type: ignore[assignment]
-        started = stream_state(lifecycle).started_ms
-        day_start, _ = local_day_ms(int(now), self.zone)
-        return min(day_start, started if started is not None else day_start)
 
 
 def parse_snapshot(raw: list[Any]) -> Snapshot:
     """The SNAPSHOT script's reply as a :class:`Snapshot`."""
-    now, version, chat, chatters, latest_viewers, lifecycle, paid = raw
+    now, version, chat, chatters, latest_viewers, lifecycle, *paid = raw
     pairs = list(zip(lifecycle[::2], map(float, lifecycle[1::2]), strict=True))
+    today, this_stream, recent, rate = (PaidSums.from_reply(sums) for sums in paid)
     return Snapshot(
         now_ms=int(float(now)),
         version=int(version),
@@ -150,18 +228,18 @@ def parse_snapshot(raw: list[Any]) -> Snapshot:
         chatters_in_window=int(chatters),
         viewers=int(latest_viewers[0].split(":")[1]) if latest_viewers else 0,
         stream=stream_state(pairs),
-        paid=[json.loads(item) for item in paid if item],
+        today=today,
+        this_stream=this_stream,
+        recent=recent,
+        rate=rate,
     )
 
 
 def derive(snap: Snapshot, windows: Windows, zone: ZoneInfo) -> dict[str, str]:
     """Every field of ``metrics:{channel}``, as strings (formulas in docs/metrics.md)."""
-    day_start, day_end = local_day_ms(snap.now_ms, zone)
-    today = [p for p in snap.paid if day_start <= p["ts"] < day_end]
     stream = snap.stream
-    this_stream = [p for p in snap.paid if in_stream(p["ts"], stream)]
     velocity = snap.chat_in_window * 60_000 / windows.chat_ms
-    recent_paid = sum(1 for p in snap.paid if p["ts"] > snap.now_ms - windows.engagement_ms)
+    recent_paid = snap.recent.events
     return {
         "is_live": "1" if stream.is_live else "0",
         "stream_id": stream.stream_id,
@@ -175,37 +253,28 @@ def derive(snap: Snapshot, windows: Windows, zone: ZoneInfo) -> dict[str, str]:
         "engagement_score": str(
             engagement_score(velocity, snap.viewers, snap.chatters_in_window, recent_paid)
         ),
-        "revenue_today": _usd(sum(p["cents"] for p in today)),
-        "bits_today": str(sum(p.get("bits", 0) for p in today)),
-        "subs_count": str(sum(p.get("count", 0) for p in this_stream if p["type"] in SUB_TYPES)),
-        "revenue_stream": _usd(sum(p["cents"] for p in this_stream)),
+        "revenue_today": _usd(snap.today.cents),
+        "bits_today": str(snap.today.bits),
+        "subs_count": str(snap.this_stream.subs),
+        "revenue_stream": _usd(snap.this_stream.cents),
         "donations_per_hour": f"{donations_per_hour(snap):.2f}",
         "now": _iso(snap.now_ms),
         "version": str(snap.version),
     }
 
 
-SUB_TYPES = frozenset({"sub", "resub", "gift"})
-
-
-def in_stream(at_ms: int, stream: StreamState) -> bool:
-    """True when ``at_ms`` falls inside the current (or last) stream."""
-    if stream.started_ms is None:
-        return False
-    return stream.started_ms <= at_ms and (stream.ended_ms is None or at_ms <= stream.ended_ms)
+def rate_window_ms(now_ms: int, stream: StreamState) -> int:
+    """Window of ``donations_per_hour``: an hour, or while a younger stream is live, its age
+    (at least :data:`MIN_RATE_WINDOW_MS`). :data:`SNAPSHOT` computes the same bound in Lua."""
+    if stream.is_live and stream.started_ms is not None:
+        return min(HOUR_MS, max(now_ms - stream.started_ms, MIN_RATE_WINDOW_MS))
+    return HOUR_MS
 
 
 def donations_per_hour(snap: Snapshot) -> float:
     """Donation and bits USD over the trailing hour (or since the stream began), per hour."""
-    window_ms = HOUR_MS
-    if snap.stream.is_live and snap.stream.started_ms is not None:
-        window_ms = min(HOUR_MS, max(snap.now_ms - snap.stream.started_ms, MIN_RATE_WINDOW_MS))
-    cents: int = sum(
-        p["cents"]
-        for p in snap.paid
-        if p["type"] in ("donation", "bits") and p["ts"] > snap.now_ms - window_ms
-    )
-    return cents / 100 * HOUR_MS / window_ms
+    window_ms = rate_window_ms(snap.now_ms, snap.stream)
+    return snap.rate.tips / 100 * HOUR_MS / window_ms
 
 
 def _usd(cents: int) -> str:

@@ -2,16 +2,22 @@
 
 Every analytics write commutes, so a batch's writes can be merged before they are
 sent: counters to the same field are summed, maxima folded, set members
-collected per key. The merged writes travel as one JSON argument to one script,
-queued on the runner's MULTI with the XACKs. Against one redis-py command per
-write this cuts the client's packing and parsing work, which was most of the
-consumer's CPU (``make bench``, section ``analytics-consume``).
+collected per key. Paid events are the one conditional write: the record is set
+with HSETNX and, only if that set it, indexed by time and added to its minute's
+totals (``paid_minutes``), so a replayed event is counted once; this still
+commutes, as every copy of an event carries the same record. The merged writes
+travel as one JSON argument to one script, queued on the runner's MULTI with
+the XACKs. Against one redis-py command per write this cuts the client's packing
+and parsing work, which was most of the consumer's CPU (``make bench``, section
+``analytics-consume``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -38,12 +44,53 @@ for _, op in ipairs(ops) do
     for i = 1, #args, 2 do redis.call('HINCRBY', key, args[i], args[i + 1]) end
   elseif kind == 'zincrby' then
     for i = 1, #args, 2 do redis.call('ZINCRBY', key, args[i + 1], args[i]) end
+  elseif kind == 'paid' then
+    -- key: paid_data; args: paid index, paid_minutes index, then per event
+    -- {member, ts ms, JSON, field, amount, ...}: indexed and counted only if new.
+    local index, minutes = KEYS[args[1]], KEYS[args[2]]
+    local scores, added = {}, {}
+    for i = 3, #args do
+      local e = args[i]
+      if redis.call('HSETNX', key, e[1], e[3]) == 1 then
+        scores[#scores + 1] = e[2]
+        scores[#scores + 1] = e[1]
+        for j = 4, #e, 2 do added[e[j]] = (added[e[j]] or 0) + tonumber(e[j + 1]) end
+      end
+    end
+    chunked('ZADD', index, nil, scores, 1000)
+    for field, amount in pairs(added) do
+      redis.call('HINCRBY', minutes, field, string.format('%.0f', amount))
+    end
   elseif kind == 'incrby' then redis.call('INCRBY', key, args[1])
   elseif kind == 'expire' then redis.call('EXPIRE', key, args[1])
   end
 end
 return #ops
 """
+
+
+@dataclass(frozen=True)
+class PaidKeys:
+    """The three keys one paid event is written to (see ``shared.keys.AnalyticsKeys``)."""
+
+    data: str
+    index: str
+    minutes: str
+
+
+@dataclass(frozen=True)
+class PaidWrite:
+    """One paid event: its member, ``ts`` (epoch ms), JSON record and minute increments."""
+
+    member: str
+    ts_ms: int
+    record: str
+    increments: list[tuple[str, int]]
+
+    def args(self) -> list[str]:
+        """``[member, ts, JSON, field, amount, ...]`` as the script reads an event."""
+        flat = [x for field, amount in self.increments for x in (field, str(amount))]
+        return [self.member, str(self.ts_ms), self.record, *flat]
 
 
 class BatchWrites:
@@ -57,6 +104,7 @@ class BatchWrites:
         self._zincrby: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._incrby: dict[str, int] = defaultdict(int)
         self._expire: dict[str, int] = {}
+        self._paid: dict[PaidKeys, dict[str, PaidWrite]] = defaultdict(dict)
 
     def zadd(self, key: str, member: str, score: int) -> None:
         """ZADD: ``member`` at ``score``."""
@@ -83,6 +131,10 @@ class BatchWrites:
         """INCRBY by ``amount``."""
         self._incrby[key] += amount
 
+    def paid(self, keys: PaidKeys, write: PaidWrite) -> None:
+        """HSETNX the record; only if new, ZADD it and HINCRBY its minute (first copy wins)."""
+        self._paid[keys].setdefault(write.member, write)
+
     def expire(self, key: str, ttl_s: int) -> None:
         """EXPIRE after ``ttl_s`` seconds."""
         self._expire[key] = ttl_s
@@ -92,8 +144,11 @@ class BatchWrites:
         keys: dict[str, int] = {}
         ops: list[list[object]] = []
 
-        def add(kind: str, key: str, args: list[str]) -> None:
-            ops.append([kind, keys.setdefault(key, len(keys) + 1), args])
+        def index(key: str) -> int:
+            return keys.setdefault(key, len(keys) + 1)
+
+        def add(kind: str, key: str, args: list[Any]) -> None:
+            ops.append([kind, index(key), args])
 
         for kind, table in (("zadd", self._zadd), ("zadd_max", self._zadd_max)):
             for key, scores in table.items():
@@ -105,6 +160,9 @@ class BatchWrites:
         ):
             for key, values in fields.items():
                 add(kind, key, [x for f, v in values.items() for x in (f, str(v))])
+        for paid, writes in self._paid.items():
+            events = [w.args() for w in writes.values()]
+            add("paid", paid.data, [index(paid.index), index(paid.minutes), *events])
         for key, amount in self._incrby.items():
             add("incrby", key, [str(amount)])
         for key, ttl in self._expire.items():

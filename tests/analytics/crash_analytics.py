@@ -34,14 +34,14 @@ async def main(url: str, prefix: str, name: str) -> None:
 
 
 class SlowHandler:
-    """The real handler, 10 ms slower a batch, so a kill often lands mid-transaction."""
+    """The real handler, 30 ms slower a batch, so a kill often lands mid-transaction."""
 
     def __init__(self, inner: MetricsHandler) -> None:
         self.inner = inner
 
     async def handle(self, batch: Sequence[Delivery], tx: Pipeline) -> None:
         await self.inner.handle(batch, tx)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.03)
 
 
 if __name__ == "__main__":

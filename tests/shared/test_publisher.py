@@ -118,4 +118,3 @@ async def test_chat_markers_live_briefly_and_money_markers_long(
     tip_ttl_ms = await redis.pttl(settings.keys.dedupe("streamlabs", "d1"))
     assert 0 < chat_ttl_ms <= 2000
     assert 3_590_000 < tip_ttl_ms <= 3_600_000
-

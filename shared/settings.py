@@ -71,7 +71,7 @@ class BaseServiceSettings(BaseSettings):
         description="How long a donation, bits, sub or lifecycle source+id is remembered.",
     )
     dedupe_chat_ttl_s: int = Field(
-        default=300,
+        default=120,
         ge=1,
         description="How long a chat, follow or viewer-count source+id is remembered.",
     )

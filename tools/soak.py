@@ -64,7 +64,7 @@ from services.ingest.simulator import (
 )
 from shared.clock import utc_now
 from shared.events import EventBase, ViewerCountEvent
-from shared.keys import DECISIONS_PREFIX, DEDUPE_PREFIX, EVENT_STREAMS, Stream
+from shared.keys import DECISIONS_PREFIX, DEDUPE_PREFIX, EVENT_STREAMS, Keys, Stream
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer, free_port
@@ -481,6 +481,7 @@ class Outcome:
     exits: dict[str, str]
     summaries: dict[str, str]
     log_dir: Path
+    marker_bytes: float = 0.0
 
 
 def service_env(redis_url: str, channels: Sequence[str], workdir: Path) -> dict[str, str]:
@@ -500,6 +501,30 @@ def service_env(redis_url: str, channels: Sequence[str], workdir: Path) -> dict[
     }
 
 
+CALIBRATION_MARKERS = 200_000
+
+
+async def marker_cost(redis: Redis) -> float:
+    """Bytes of ``used_memory`` one dedupe marker costs, measured before the load.
+
+    ``CALIBRATION_MARKERS`` markers are set as the publisher sets them (``SET NX PX``)
+    under a prefix of their own, then removed: unlike ``MEMORY USAGE``, this counts
+    their entries in the server's main and expires dictionaries too.
+    """
+    keys = Keys("soak-calibration:")
+    names = [keys.dedupe("calibration", str(n)) for n in range(CALIBRATION_MARKERS)]
+    before = int((await redis.info("memory"))["used_memory"])
+    for first in range(0, len(names), 10_000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names[first : first + 10_000]:
+                pipe.set(name, "1", nx=True, px=3_600_000)
+            await pipe.execute()
+    after = int((await redis.info("memory"))["used_memory"])
+    for first in range(0, len(names), 10_000):
+        await redis.delete(*names[first : first + 10_000])
+    return (after - before) / CALIBRATION_MARKERS
+
+
 async def soak(args: argparse.Namespace, redis_url: str, workdir: Path) -> Outcome | str:
     """Run the whole soak; the outcome, or a message saying why it failed."""
     channels = list(CHANNELS[: args.channels])
@@ -508,6 +533,8 @@ async def soak(args: argparse.Namespace, redis_url: str, workdir: Path) -> Outco
     runs: dict[str, ServiceRun] = {}
     services = [service for service in SERVICES if service.available]
     redis = connect(redis_url)
+    marker_bytes = await marker_cost(redis)
+    say(f"one dedupe marker costs {marker_bytes:.0f} B of used_memory")
     async with asyncio.TaskGroup() as pipes:
         try:
             for service in services:
@@ -529,6 +556,7 @@ async def soak(args: argparse.Namespace, redis_url: str, workdir: Path) -> Outco
     if isinstance(result, str):
         return result + "\n" + last_lines(runs)
     result.exits = exits
+    result.marker_bytes = marker_bytes
     result.summaries = {
         name: next((line for line in reversed(run.tail) if " stopped after " in line), "")
         for name, run in runs.items()
@@ -801,18 +829,15 @@ def growth_accounting(outcome: Outcome) -> tuple[str, bool]:
         )
 
     in_streams, in_records = grown(streams), grown(records)
-    markers = (
-        (late.dedupe_count * late.dedupe_bytes_each - early.dedupe_count * early.dedupe_bytes_each)
-        / MB
-        / minutes
-    )
+    markers = ((late.dedupe_count - early.dedupe_count) * outcome.marker_bytes) / MB / minutes
     total = (late.used_memory - early.used_memory) / MB / minutes
     rest = total - in_streams - in_records - markers
     bounded = rest / (late.used_memory / MB) * 100 < FLAT_PCT_PER_MIN
     text = (
         f"Growth between the censuses, {total:+.2f} MB/min in all: event streams below their caps "
         f"{in_streams:+.2f}, the streams' paid and follow records (`{'`, `'.join(RECORD_KEYS)}`, "
-        f"read by the retro report) {in_records:+.2f}, dedupe markers {markers:+.2f}, everything "
+        f"read by the retro report) {in_records:+.2f}, dedupe markers {markers:+.2f} (each "
+        f"{outcome.marker_bytes:.0f} B of `used_memory`, measured before the load), everything "
         f"else {rest:+.2f} MB/min: "
         + ("**bounded**" if bounded else "**NOT bounded**")
         + f" (everything else under {FLAT_PCT_PER_MIN:g} %/min of `used_memory`)."

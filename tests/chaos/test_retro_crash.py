@@ -86,7 +86,9 @@ async def test_a_retro_killed_mid_report_and_restarted_counts_the_stream_once(
         f"retro SIGKILL after the {'bandit update' if crash_at == 'scoring' else 'report'}",
         1,
         "one report stored, indexed and printed; every segment scored once",
-        bandit_updates=await total_updates(redis, settings),
+        bandit_updates=(updates := await total_updates(redis, settings)),
         expected_updates=SCORABLE,
+        lost=max(0, SCORABLE - updates),
+        doubled=max(0, updates - SCORABLE),
         restart_to_report_s=round(recovered_s, 2),
     )

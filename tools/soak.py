@@ -771,27 +771,7 @@ def memory_verdict(outcome: Outcome) -> tuple[str, bool]:
         + f". Flat means a second-half slope under {FLAT_PCT_PER_MIN:g} %/min of the mean: "
         f"{verdict}."
     )
-    return text + without_dedupe(outcome, second), flat
-
-
-def without_dedupe(outcome: Outcome, second: Sequence[Sample]) -> str:
-    """The second-half slope of ``used_memory`` less the dedupe markers (an estimate)."""
-    early, late = outcome.censuses[0], outcome.censuses[-1]
-    added = late.dedupe_count - early.dedupe_count
-    if added <= 0 or len(second) < 2:
-        return ""
-    unexplained = late.used_memory - early.used_memory - (late.other_bytes - early.other_bytes)
-    per_marker = unexplained / added
-    others = len(late.keys)
-    points = [(s.t_s, (s.used_memory - max(0, s.keys - others) * per_marker) / MB) for s in second]
-    slope = slope_per_min(points)
-    mean = statistics.fmean(y for _, y in points)
-    return (
-        f" Less the dedupe markers (each costing about {per_marker:.0f} B of `used_memory`: "
-        "the growth between the two censuses not in any other key, over the markers added), "
-        f"the second-half slope would be {slope:+.2f} MB/min ({slope / mean * 100:+.2f} %/min "
-        f"of {mean:.1f} MB)."
-    )
+    return text, flat
 
 
 RECORD_KEYS = ("paid", "paid_data", "social")

@@ -25,6 +25,11 @@ EVIL = "https://evil.example"
 
 
 async def preflight_and_get(settings: AnalyticsSettings, origin: str) -> list[httpx.Response]:
+    """A CORS preflight and a GET from ``origin`` to the real app (its lifespan entered).
+
+    Tests calling it take the ``redis`` fixture, which deletes the consumer groups
+    the lifespan creates under the test's prefix.
+    """
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -39,12 +44,12 @@ async def preflight_and_get(settings: AnalyticsSettings, origin: str) -> list[ht
     return [preflight, get]
 
 
-async def test_cors_is_closed_by_default(make_settings: Any) -> None:
+async def test_cors_is_closed_by_default(make_settings: Any, redis: Redis) -> None:
     responses = await preflight_and_get(make_settings(AnalyticsSettings), EVIL)
     assert all("access-control-allow-origin" not in r.headers for r in responses)
 
 
-async def test_cors_opens_only_to_the_origins_named(make_settings: Any) -> None:
+async def test_cors_opens_only_to_the_origins_named(make_settings: Any, redis: Redis) -> None:
     settings = make_settings(AnalyticsSettings, cors_origins="https://studio.example")
     allowed = await preflight_and_get(settings, "https://studio.example")
     assert [r.headers.get("access-control-allow-origin") for r in allowed] == [

@@ -41,8 +41,13 @@ class _Server(uvicorn.Server):
         self.handle_exit(signum, frame)
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, then shut down in order and return."""
+def serve(app: FastAPI, host: str, port: int, *, ws_per_message_deflate: bool = False) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, then shut down in order and return.
+
+    ``ws_per_message_deflate`` accepts WebSocket compression when a client offers
+    it. Off by default: compressing each small frame once per client costs more
+    CPU than the bandwidth it saves (the ``analytics-fanout`` benchmark).
+    """
     config = uvicorn.Config(
         app,
         host=host,
@@ -50,5 +55,6 @@ def serve(app: FastAPI, host: str, port: int) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ws_per_message_deflate=ws_per_message_deflate,
     )
     _Server(config).run()

@@ -12,5 +12,7 @@ def main() -> int:
     """Entry point; returns the process exit code."""
     settings = AnalyticsSettings()
     configure_logging("analytics", settings.log_level, settings.log_format)
-    serve(create_app(settings), settings.bind_host, settings.analytics_port)
+    app = create_app(settings)
+    deflate = settings.ws_per_message_deflate
+    serve(app, settings.bind_host, settings.analytics_port, ws_per_message_deflate=deflate)
     return 0

@@ -20,6 +20,10 @@ class AnalyticsSettings(ConsumerSettings):
     broadcast_interval_s: float = Field(
         default=2.0, gt=0, description="How often every client gets stream_state + metrics_update."
     )
+    ws_per_message_deflate: bool = Field(
+        default=False,
+        description="Compress WebSocket frames when the browser offers it (costs CPU per client).",
+    )
     client_queue_messages: int = Field(
         default=256, ge=1, description="Messages queued for a slow client before it is dropped."
     )

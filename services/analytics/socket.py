@@ -112,15 +112,17 @@ async def close_dropped(websocket: WebSocket, client: Client) -> None:
 
 
 async def pump(websocket: WebSocket, client: Client) -> None:
-    """Write the client's queued frames in order, yielding after each one.
+    """Write the client's queued frames in order, yielding between two of them.
 
-    Yielding lets every other client's pump write its copy of a frame before this
-    one writes the next, so a donation reaches all clients before anyone gets the
-    ``revenue_point`` that follows it.
+    Yielding when another frame waits lets every other client's pump write its
+    copy of a frame before this one writes the next, so a donation reaches all
+    clients before anyone gets the ``revenue_point`` that follows it. With the
+    queue empty, waiting for the next frame yields anyway.
     """
     while True:
         await websocket.send_text(await client.next_frame())
-        await asyncio.sleep(0)
+        if not client.queue.empty():
+            await asyncio.sleep(0)
 
 
 async def wait_for_disconnect(websocket: WebSocket) -> None:

@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.buffer = buffer = PublishBuffer(
         publisher, settings.ingest_buffer_max_events, Path(settings.ingest_spill_dir)
     )
+    buffer.take_over_journals()
     stop, sources_done = asyncio.Event(), asyncio.Event()
     sources = build_sources(settings, redis, publisher, buffer)
     tasks = [start_task(name, source.run(stop)) for name, source in sources.items()]
@@ -81,12 +82,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await redis.aclose()
         log.info(
             "ingest stopped after %.1f s: %d events published; sources %s; outage buffer %s "
-            "(held %d, refused %d, spilled %d); redis closed",
+            "(held %d, taken over %d, refused %d, left in the journal %d); redis closed",
             time.monotonic() - started,
             _published_total(),
             ", ".join(f"{name} {how}" for name, how in outcomes.items()) or "none",
             drained["buffer"],
             buffer.totals.buffered,
+            buffer.totals.taken_over,
             buffer.totals.overflowed,
             buffer.totals.spilled,
         )

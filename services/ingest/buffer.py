@@ -12,10 +12,12 @@ The bound is ``INGEST_BUFFER_MAX_EVENTS``. A submission that does not fit raises
 :class:`BufferFull` and nothing of it is kept: the webhooks answer 503 with
 ``Retry-After`` (Twitch and the donation services deliver again), the EventSub
 socket drops it with an error in the log. Every overflow is counted in
-``streamloop_ingest_buffer_overflow_total{source}``. On shutdown the drain task
-gets ``INGEST_BUFFER_FLUSH_S`` to empty the buffer; what is still held is written
-to a recording file in ``INGEST_SPILL_DIR`` that ``python -m services.ingest
-replay FILE --speed 0`` publishes later, so a clean stop loses nothing.
+``streamloop_ingest_buffer_overflow_total{source}``.
+
+Held events are also written to a journal on disk (:mod:`services.ingest.journal`),
+so neither a SIGKILL nor a stop with Redis still down loses them: on shutdown
+the drain task gets ``INGEST_BUFFER_FLUSH_S`` to empty the buffer, what is still
+held stays in the journal, and the next start takes it over and publishes it.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from services.ingest.recording import entry_line
-from shared.events import EventBase, to_fields
+from services.ingest.journal import HeldJournal
+from shared.events import EventBase
 from shared.publisher import Publisher, PublishResult
 from shared.redis_client import CONNECTION_ERRORS
 
@@ -53,7 +54,9 @@ OVERFLOW = Counter(
     "Events refused because the outage buffer was full.",
     ["source"],
 )
-SPILLED = Counter("streamloop_ingest_spilled_total", "Events written to a spill file at shutdown.")
+SPILLED = Counter(
+    "streamloop_ingest_spilled_total", "Events still held at shutdown, left in the journal."
+)
 
 
 class BufferFull(Exception):
@@ -67,6 +70,7 @@ class BufferTotals:
     buffered: int = 0
     overflowed: int = 0
     spilled: int = 0
+    taken_over: int = 0
 
 
 class PublishBuffer:
@@ -75,7 +79,7 @@ class PublishBuffer:
     def __init__(self, publisher: Publisher, max_events: int, spill_dir: Path) -> None:
         self._publisher = publisher
         self.max_events = max_events
-        self._spill_dir = spill_dir
+        self._journal = HeldJournal(spill_dir)
         self._held: deque[EventBase] = deque()
         self._waiting = asyncio.Event()
         self._idle = asyncio.Event()
@@ -109,12 +113,38 @@ class PublishBuffer:
                 f"the outage buffer holds {len(self._held)} of {self.max_events} events "
                 f"while Redis is unreachable; {len(events)} more do not fit"
             )
+        self._journal_append(events)
         self._held.extend(events)
         BUFFERED.labels(source).inc(len(events))
         self.totals.buffered += len(events)
+        self._mark_waiting()
+
+    def _journal_append(self, events: Sequence[EventBase]) -> None:
+        try:
+            self._journal.append(events)
+        except OSError as error:
+            log.error(
+                "cannot write %s (%s): these events are held in memory only",
+                self._journal.path,
+                error,
+            )
+
+    def _mark_waiting(self) -> None:
         HELD.set(len(self._held))
         self._idle.clear()
         self._waiting.set()
+
+    def take_over_journals(self) -> int:
+        """Hold the events journaled by processes that died holding them; how many.
+
+        Call at start, before any source submits, so they are published first.
+        """
+        events = self._journal.take_over()
+        if events:
+            self._held.extendleft(reversed(events))
+            self.totals.taken_over += len(events)
+            self._mark_waiting()
+        return len(events)
 
     def _note_outage(self, error: BaseException) -> None:
         if self._down_since is None:
@@ -131,7 +161,7 @@ class PublishBuffer:
         finally:
             draining.cancel()
             await asyncio.gather(draining, return_exceptions=True)
-            self._spill()
+            self._keep_journal()
 
     async def _drain_forever(self) -> None:
         delay_s = 0.1
@@ -158,6 +188,7 @@ class PublishBuffer:
         if not self._held:
             self._waiting.clear()
             self._idle.set()
+            self._journal.discard()
             self._note_recovery()
 
     def _note_recovery(self) -> None:
@@ -168,22 +199,19 @@ class PublishBuffer:
             )
             self._down_since = None
 
-    def _spill(self) -> None:
-        """Write what is still held to a replayable recording file."""
+    def _keep_journal(self) -> None:
+        """Leave what is still held in the journal for the next start to publish."""
         if not self._held:
+            self._journal.discard()
             return
-        self._spill_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = self._spill_dir / f"unpublished-{stamp}.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            out.writelines(entry_line(e.stream.value, "", to_fields(e)) for e in self._held)
+        self._journal.keep()
         count = len(self._held)
         SPILLED.inc(count)
         self.totals.spilled += count
         self._held.clear()
         HELD.set(0)
         log.error(
-            "Redis still unreachable at shutdown: %d events written to %s; publish them with "
-            "`python -m services.ingest replay %s --speed 0`",
-            count, path, path,
+            "Redis still unreachable at shutdown: %d events kept in %s; the next ingest start "
+            "publishes them (or `python -m services.ingest replay %s --speed 0`)",
+            count, self._journal.path, self._journal.path,
         )  # fmt: skip

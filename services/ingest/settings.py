@@ -65,7 +65,8 @@ class IngestSettings(BaseServiceSettings):
         default=5.0, ge=0, description="Time given at shutdown to publish held events."
     )
     ingest_spill_dir: str = Field(
-        default="data/ingest-spill", description="Where held events go if Redis stays down."
+        default="data/ingest-spill",
+        description="Journal of held events; the next start publishes what a stop or kill left.",
     )
     webhook_max_age_s: int = Field(default=600, ge=1, description="Oldest message accepted.")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,14 @@ import pytest
 from redis.asyncio import Redis
 
 from services.ingest.app import create_app
+from services.ingest.journal import HeldJournal
 from services.ingest.recording import load_recording
 from services.ingest.settings import IngestSettings
-from shared.keys import Stream
+from shared.events import DonationEvent
+from shared.keys import Keys, Stream
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
+from tests.chaos.processes import start, wait_healthy
 from tests.ingest.twitch_double import (
     BROADCASTER_LOGIN,
     example_event,
@@ -31,6 +36,7 @@ from tests.ingest.twitch_double import (
 
 SECRET = "s3cret-donations"
 TWITCH_SECRET = "s3cret-webhook-key-0123456789"
+AUTH = {"authorization": f"Bearer {SECRET}"}
 
 
 def tip(n: int) -> dict[str, Any]:
@@ -165,14 +171,88 @@ async def test_twitch_webhooks_are_held_too_and_a_redelivery_after_is_dropped(
         assert len(await amounts(store, ingest)) == 1
 
 
-async def test_what_is_still_held_at_shutdown_is_spilled_to_a_replayable_file(
-    server: RedisServer, tmp_path: Path, ingest_factory: Any
+async def test_what_is_still_held_at_shutdown_is_kept_and_published_by_the_next_start(
+    server: RedisServer, store: Redis, tmp_path: Path, ingest_factory: Any
 ) -> None:
     async for ingest in ingest_factory(server, ingest_buffer_flush_s=0.3):
         server.stop()
         for n in range(1, 4):
             assert (await ingest.tip(n)).json()["held"] == 1
-    [spill] = (tmp_path / "spill").glob("unpublished-*.jsonl")
-    recording = load_recording(spill)
+    [journal] = (tmp_path / "spill").glob("held-*.jsonl")
+    recording = load_recording(journal)  # replayable by hand too
     assert not recording.bad_lines
     assert [str(e.amount) for e in recording.events] == ["1.00", "2.00", "3.00"]  # type: ignore[attr-defined]
+    server.start()
+    async for ingest in ingest_factory(server):
+        assert (await ingest.tip(4)).json()["held"] == 1  # queued behind the taken-over ones
+        assert await wait_for_amounts(store, ingest, 4) == ["1.00", "2.00", "3.00", "4.00"]
+        await wait_for_no_journal(tmp_path / "spill")
+
+
+async def test_a_sigkilled_ingest_loses_none_of_the_events_it_held(
+    server: RedisServer, store: Redis, tmp_path: Path
+) -> None:
+    env = {
+        "REDIS_URL": server.url,
+        "CHANNELS": "demo",
+        "INGEST_SOURCES": "webhooks",
+        "DONATION_WEBHOOK_SECRET": SECRET,
+        "INGEST_SPILL_DIR": str(tmp_path / "spill"),
+    }
+    first = start("ingest", env, tmp_path / "first")
+    try:
+        await wait_healthy(first)
+        server.stop()
+        async with httpx.AsyncClient(base_url=first.url, headers=AUTH) as http:
+            for n in range(1, 4):
+                assert (await http.post("/webhooks/donations", json=tip(n))).json()["held"] == 1
+    finally:
+        first.kill()
+    server.start()
+    second = start("ingest", env, tmp_path / "second")
+    try:
+        await wait_healthy(second)
+        donations = Keys().stream(Stream.DONATION)
+        async with asyncio.timeout(10):
+            while await store.xlen(donations) < 3:
+                await asyncio.sleep(0.05)
+        found = [fields["amount"] for _, fields in await store.xrange(donations)]
+        assert found == ["1.00", "2.00", "3.00"]
+        await wait_for_no_journal(tmp_path / "spill")
+    finally:
+        assert second.stop() == 0
+    assert "taken over 3" in second.output()
+
+
+async def wait_for_no_journal(directory: Path) -> None:
+    """Return once every journal in ``directory`` is gone (all published), 10 s at most."""
+    async with asyncio.timeout(10):
+        while await asyncio.to_thread(lambda: list(directory.glob("held-*.jsonl"))):
+            await asyncio.sleep(0.05)
+
+
+def test_a_journal_a_living_process_holds_is_not_taken_over(tmp_path: Path) -> None:
+    living, starting = HeldJournal(tmp_path), HeldJournal(tmp_path)
+    living.append([sample_tip()])
+    assert starting.take_over() == []
+    assert living.path.exists()
+    living.keep()  # its owner stopped: the lock is released
+    assert [e.id for e in starting.take_over()] == ["tip-1"]
+    assert not living.path.exists()
+    assert [e.id for e in load_recording(starting.path).events] == ["tip-1"]
+    starting.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def sample_tip() -> DonationEvent:
+    """One $1 donation event."""
+    return DonationEvent(
+        id="tip-1",
+        channel="demo",
+        source="streamelements",
+        ts=datetime(2026, 2, 27, 10, 30, tzinfo=UTC),
+        user="fan1",
+        amount=Decimal("1.00"),
+        currency="USD",
+        message="",
+    )

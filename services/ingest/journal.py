@@ -64,17 +64,26 @@ class HeldJournal:
         """The events of journals no living process holds, moved into this one (oldest first)."""
         taken: list[EventBase] = []
         for path in sorted(self.directory.glob(JOURNAL_GLOB)):
-            if path == self.path:
-                continue
-            events = events_of_unlocked(path)
-            if events is None:
-                continue
+            if path != self.path:
+                taken += self._take_over_one(path)
+        return taken
+
+    def _take_over_one(self, path: Path) -> list[EventBase]:
+        """Move ``path``'s events here and delete it, holding its lock throughout.
+
+        A journal whose lock is held belongs to a living process and is left alone.
+        """
+        with path.open("r", encoding="utf-8") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            events = load_recording(path).events
             if events:
                 self.append(events)
             path.unlink(missing_ok=True)
-            log.warning("took over %d held events from %s", len(events), path)
-            taken += events
-        return taken
+        log.warning("took over %d held events from %s", len(events), path)
+        return events
 
     def _open_locked(self) -> TextIO:
         """Create the journal under a name no take-over matches, lock it, then name it."""
@@ -89,13 +98,3 @@ class HeldJournal:
         if self._file is not None:
             self._file.close()  # releases the lock
             self._file = None
-
-
-def events_of_unlocked(path: Path) -> list[EventBase] | None:
-    """The events in journal ``path``, or ``None`` while a living process holds its lock."""
-    with path.open("r", encoding="utf-8") as file:
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        return load_recording(path).events

@@ -1,7 +1,8 @@
 """While Redis is down ingest holds what it receives, in order and bounded, and publishes it after.
 
-Each test runs the real ingest app (lifespan included) against its own
-``redis-server`` with AOF on, which it stops and starts again mid-test.
+Each test runs the real ingest app (lifespan included, or as a process) against
+its own ``redis-server`` with AOF on, which it stops and starts again mid-test;
+the journal's lock is tested on its own.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ async def test_a_sigkilled_ingest_loses_none_of_the_events_it_held(
 ) -> None:
     env = {
         "REDIS_URL": server.url,
+        "REDIS_KEY_PREFIX": "",
         "CHANNELS": "demo",
         "INGEST_SOURCES": "webhooks",
         "DONATION_WEBHOOK_SECRET": SECRET,

@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.redis_client import connect
-from shared.redis_server import ensure_redis
+from shared.redis_server import RedisServer, ensure_redis
 from shared.settings import BaseServiceSettings
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
@@ -28,6 +28,15 @@ def redis_url() -> Iterator[str]:
     """URL of a real Redis: ``REDIS_URL`` if it answers, else an embedded server."""
     with ensure_redis(os.environ.get("REDIS_URL", "redis://localhost:6379/0")) as url:
         yield url
+
+
+@pytest.fixture
+def restartable_redis() -> Iterator[RedisServer]:
+    """A private ``redis-server`` with AOF on, which the test may stop and start again."""
+    running = RedisServer(appendonly=True)
+    running.start()
+    yield running
+    running.close()
 
 
 @pytest.fixture

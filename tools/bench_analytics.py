@@ -647,6 +647,19 @@ class LatencyResult:
     send_p99_bucket: str
 
 
+def timed_donation(n: int, id_prefix: str, message: str) -> DonationEvent:
+    """Donation ``n`` of a latency benchmark: $5 on ``demo``, a fresh id, time now."""
+    return DonationEvent(
+        id=f"{id_prefix}-{uuid.uuid4().hex[:10]}",
+        channel="demo",
+        source="sim",
+        ts=datetime.now(UTC),
+        user=f"donor{n}",
+        amount=Decimal("5.00"),
+        message=message,
+    )
+
+
 async def donations(publisher: Publisher) -> tuple[dict[str, float], list[float]]:
     """Publish donations at about ``LATENCY_DONATION_RATE`` for ``LATENCY_SECONDS``.
 
@@ -658,15 +671,7 @@ async def donations(publisher: Publisher) -> tuple[dict[str, float], list[float]
     publish_ms: list[float] = []
     next_at = time.perf_counter()
     for n in range(int(LATENCY_DONATION_RATE * LATENCY_SECONDS)):
-        event = DonationEvent(
-            id=f"bench-{uuid.uuid4().hex[:10]}",
-            channel="demo",
-            source="sim",
-            ts=datetime.now(UTC),
-            user=f"donor{n}",
-            amount=Decimal("5.00"),
-            message="great stream, keep it up!",
-        )
+        event = timed_donation(n, "bench", "great stream, keep it up!")
         started = time.perf_counter()
         assert await publisher.publish(event)
         publish_ms.append((time.perf_counter() - started) * 1000)

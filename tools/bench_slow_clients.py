@@ -26,18 +26,14 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
-from shared.events import DonationEvent
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer, free_port
@@ -54,6 +50,7 @@ from tools.bench_analytics import (
     redis_cpu_s,
     run_uvloop,
     scrape,
+    timed_donation,
     wait_healthy,
 )
 
@@ -133,15 +130,7 @@ async def donate(publisher: Publisher) -> dict[str, float]:
     sent_at: dict[str, float] = {}
     next_at = time.perf_counter()
     for n in range(int(DONATION_RATE * SECONDS)):
-        event = DonationEvent(
-            id=f"slow-{uuid.uuid4().hex[:10]}",
-            channel="demo",
-            source="sim",
-            ts=datetime.now(UTC),
-            user=f"donor{n}",
-            amount=Decimal("5.00"),
-            message=MESSAGE,
-        )
+        event = timed_donation(n, "slow", MESSAGE)
         sent_at[event.id] = time.perf_counter()
         assert await publisher.publish(event)
         next_at += 1 / DONATION_RATE

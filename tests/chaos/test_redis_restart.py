@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from tests.analytics.test_exactly_once import dump, settings_for
 from tests.chaos.processes import Service, healthy, start, wait_healthy
 from tests.chaos.reliability import record
 from tests.chaos.test_analytics_crash import reference
+from tests.ingest.donation_payloads import streamelements_tip
 
 OUTAGE_S = 3.0
 RECOVERY_LIMIT_S = 10.0
@@ -44,17 +44,9 @@ KEYS = Keys("")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    running = RedisServer(appendonly=True)
-    running.start()
-    yield running
-    running.close()
-
-
-def environment(server: RedisServer, tmp_path: Path) -> dict[str, str]:
+def environment(restartable_redis: RedisServer, tmp_path: Path) -> dict[str, str]:
     return {
-        "REDIS_URL": server.url,
+        "REDIS_URL": restartable_redis.url,
         "REDIS_KEY_PREFIX": "",
         "CHANNELS": "demo",
         "INGEST_SOURCES": "sim,webhooks",
@@ -70,20 +62,16 @@ def environment(server: RedisServer, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def tip(n: int) -> dict[str, Any]:
-    return {
-        "_id": f"outage-{n}",
-        "type": "tip",
-        "createdAt": "2026-02-27T10:30:00.000Z",
-        "data": {"tipId": f"outage-{n}", "username": f"fan{n}", "amount": n, "currency": "USD"},
-    }
-
-
 async def send_tips(ingest: Service, numbers: range) -> list[int]:
     """POST one StreamElements tip per number; the HTTP statuses."""
     headers = {"authorization": f"Bearer {SECRET}"}
     async with httpx.AsyncClient(base_url=ingest.url, headers=headers) as http:
-        return [(await http.post("/webhooks/donations", json=tip(n))).status_code for n in numbers]
+        return [
+            (
+                await http.post("/webhooks/donations", json=streamelements_tip(n, "outage"))
+            ).status_code
+            for n in numbers
+        ]
 
 
 async def recovery_times(services: list[Service], limit_s: float) -> dict[str, float]:
@@ -112,14 +100,14 @@ async def outage_tips_on_stream(redis: Redis) -> list[str]:
     return [f["id"] for _, f in entries if f["id"].startswith("outage-")]
 
 
-async def uninterrupted(server: RedisServer, redis: Redis) -> dict[str, object]:
+async def uninterrupted(restartable_redis: RedisServer, redis: Redis) -> dict[str, object]:
     """Analytics state of one consumer fed, uninterrupted, every event on the streams."""
     events = [
         parse_fields(fields)
         for stream in KEYS.event_streams()
         for _, fields in await redis.xrange(stream)
     ]
-    return await reference(server.url, redis, events)
+    return await reference(restartable_redis.url, redis, events)
 
 
 async def tips_published(redis: Redis) -> bool:
@@ -140,23 +128,23 @@ async def decisions(redis: Redis) -> int:
 
 
 async def test_services_ride_out_a_redis_restart_and_lose_nothing(
-    server: RedisServer, tmp_path: Path
+    restartable_redis: RedisServer, tmp_path: Path
 ) -> None:
-    env = environment(server, tmp_path)
+    env = environment(restartable_redis, tmp_path)
     logs = tmp_path / "logs"
     names = ["ingest", "analytics", "orchestrator", "retro"]
     services = {name: start(name, env, logs) for name in names}
-    redis = connect(server.url)
+    redis = connect(restartable_redis.url)
     try:
         for service in services.values():
             await wait_healthy(service)
         await until(lambda: decisions(redis), 30, "a first decision")
         assert await send_tips(services["ingest"], range(1, 6)) == [202] * 5
 
-        server.stop()
+        restartable_redis.stop()
         held = await send_tips(services["ingest"], range(6, 6 + HELD_DONATIONS))
         await asyncio.sleep(OUTAGE_S)
-        server.start()
+        restartable_redis.start()
         made_before = await decisions(redis)
         recovered, drained_s, caught_up_s, decided_s = await asyncio.gather(
             recovery_times(list(services.values()), RECOVERY_LIMIT_S * 2),
@@ -170,8 +158,8 @@ async def test_services_ride_out_a_redis_restart_and_lose_nothing(
         ended = await until(lambda: redis.exists(KEYS.retro_index("demo")), 30, "the retro")
         codes = {name: services[name].stop() for name in ("retro", "orchestrator", "analytics")}
         tips = await outage_tips_on_stream(redis)
-        expected = await uninterrupted(server, redis)
-        actual = await dump(redis, settings_for(server.url, "", "probe"))
+        expected = await uninterrupted(restartable_redis, redis)
+        actual = await dump(redis, settings_for(restartable_redis.url, "", "probe"))
     finally:
         for service in services.values():
             service.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +28,7 @@ from shared.keys import Keys, Stream
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
 from tests.chaos.processes import start, wait_healthy
+from tests.ingest.donation_payloads import streamelements_tip
 from tests.ingest.twitch_double import (
     BROADCASTER_LOGIN,
     example_event,
@@ -40,34 +41,18 @@ TWITCH_SECRET = "s3cret-webhook-key-0123456789"
 AUTH = {"authorization": f"Bearer {SECRET}"}
 
 
-def tip(n: int) -> dict[str, Any]:
-    """A StreamElements tip of $n with its own id."""
-    return {
-        "_id": f"evt-{n}",
-        "type": "tip",
-        "createdAt": "2026-02-27T10:30:00.000Z",
-        "data": {"tipId": f"tip-{n}", "username": f"fan{n}", "amount": n, "currency": "USD"},
-    }
-
-
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    running = RedisServer(appendonly=True)
-    running.start()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-async def store(server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect(server.url)
+async def store(restartable_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(restartable_redis.url)
     yield client
     await client.aclose()
 
 
-def settings_for(server: RedisServer, tmp_path: Path, **overrides: Any) -> IngestSettings:
+def settings_for(
+    restartable_redis: RedisServer, tmp_path: Path, **overrides: Any
+) -> IngestSettings:
     values: dict[str, Any] = {
-        "redis_url": server.url,
+        "redis_url": restartable_redis.url,
         "channels": ["demo", BROADCASTER_LOGIN],
         "ingest_sources": ["webhooks"],
         "donation_webhook_secret": SECRET,
@@ -91,7 +76,7 @@ class Ingest:
         )
 
     async def tip(self, n: int) -> httpx.Response:
-        return await self.http.post("/webhooks/donations", json=tip(n))
+        return await self.http.post("/webhooks/donations", json=streamelements_tip(n))
 
     async def metric(self, name: str) -> float:
         text = (await self.http.get("/metrics")).text
@@ -101,8 +86,8 @@ class Ingest:
 
 @pytest.fixture
 def ingest_factory(tmp_path: Path) -> Any:
-    async def start(server: RedisServer, **overrides: Any) -> AsyncIterator[Ingest]:
-        ingest = Ingest(settings_for(server, tmp_path, **overrides))
+    async def start(restartable_redis: RedisServer, **overrides: Any) -> AsyncIterator[Ingest]:
+        ingest = Ingest(settings_for(restartable_redis, tmp_path, **overrides))
         async with ingest.app.router.lifespan_context(ingest.app), ingest.http:
             yield ingest
 
@@ -122,16 +107,16 @@ async def wait_for_amounts(store: Redis, ingest: Ingest, count: int) -> list[str
 
 
 async def test_donations_received_while_redis_is_down_are_published_in_order_after(
-    server: RedisServer, store: Redis, ingest_factory: Any
+    restartable_redis: RedisServer, store: Redis, ingest_factory: Any
 ) -> None:
-    async for ingest in ingest_factory(server):
+    async for ingest in ingest_factory(restartable_redis):
         assert (await ingest.tip(1)).json()["published"] == 1
-        server.stop()
+        restartable_redis.stop()
         held = [await ingest.tip(n) for n in range(2, 7)]
         assert [r.status_code for r in held] == [202] * 5
         assert [r.json()["held"] for r in held] == [1] * 5
         assert await ingest.metric("streamloop_ingest_buffered_events") == 5
-        server.start()
+        restartable_redis.start()
         assert (await ingest.tip(7)).status_code == 202  # queued behind the held ones
         found = await wait_for_amounts(store, ingest, 7)
         assert found == [f"{n}.00" for n in range(1, 8)]
@@ -139,10 +124,10 @@ async def test_donations_received_while_redis_is_down_are_published_in_order_aft
 
 
 async def test_past_the_bound_a_webhook_gets_503_and_nothing_of_it_is_kept(
-    server: RedisServer, store: Redis, ingest_factory: Any
+    restartable_redis: RedisServer, store: Redis, ingest_factory: Any
 ) -> None:
-    async for ingest in ingest_factory(server, ingest_buffer_max_events=3):
-        server.stop()
+    async for ingest in ingest_factory(restartable_redis, ingest_buffer_max_events=3):
+        restartable_redis.stop()
         statuses = [(await ingest.tip(n)).status_code for n in range(1, 6)]
         assert statuses == [202, 202, 202, 503, 503]
         refused = await ingest.tip(6)
@@ -150,22 +135,22 @@ async def test_past_the_bound_a_webhook_gets_503_and_nothing_of_it_is_kept(
         assert "holds 3 of 3 events" in refused.json()["detail"]
         overflow = "streamloop_ingest_buffer_overflow_total"
         assert await ingest.metric(overflow) == 3
-        server.start()
+        restartable_redis.start()
         assert await wait_for_amounts(store, ingest, 3) == ["1.00", "2.00", "3.00"]
         assert (await ingest.tip(4)).json()["published"] == 1  # the retry lands
 
 
 async def test_twitch_webhooks_are_held_too_and_a_redelivery_after_is_dropped(
-    server: RedisServer, store: Redis, ingest_factory: Any
+    restartable_redis: RedisServer, store: Redis, ingest_factory: Any
 ) -> None:
-    async for ingest in ingest_factory(server):
-        server.stop()
+    async for ingest in ingest_factory(restartable_redis):
+        restartable_redis.stop()
         body = json.dumps(webhook_body("channel.cheer", example_event("channel.cheer"))).encode()
         headers = webhook_headers(TWITCH_SECRET, body, message_id="msg-1")
         first = await ingest.http.post("/webhooks/twitch", content=body, headers=headers)
         assert first.status_code == 204
         assert await ingest.metric("streamloop_ingest_buffered_events") == 1
-        server.start()
+        restartable_redis.start()
         assert len(await wait_for_amounts(store, ingest, 1)) == 1
         again = await ingest.http.post("/webhooks/twitch", content=body, headers=headers)
         assert again.status_code == 204
@@ -173,28 +158,28 @@ async def test_twitch_webhooks_are_held_too_and_a_redelivery_after_is_dropped(
 
 
 async def test_what_is_still_held_at_shutdown_is_kept_and_published_by_the_next_start(
-    server: RedisServer, store: Redis, tmp_path: Path, ingest_factory: Any
+    restartable_redis: RedisServer, store: Redis, tmp_path: Path, ingest_factory: Any
 ) -> None:
-    async for ingest in ingest_factory(server, ingest_buffer_flush_s=0.3):
-        server.stop()
+    async for ingest in ingest_factory(restartable_redis, ingest_buffer_flush_s=0.3):
+        restartable_redis.stop()
         for n in range(1, 4):
             assert (await ingest.tip(n)).json()["held"] == 1
     [journal] = (tmp_path / "spill").glob("held-*.jsonl")
     recording = load_recording(journal)  # replayable by hand too
     assert not recording.bad_lines
     assert [str(e.amount) for e in recording.events] == ["1.00", "2.00", "3.00"]  # type: ignore[attr-defined]
-    server.start()
-    async for ingest in ingest_factory(server):
+    restartable_redis.start()
+    async for ingest in ingest_factory(restartable_redis):
         assert (await ingest.tip(4)).json()["held"] == 1  # queued behind the taken-over ones
         assert await wait_for_amounts(store, ingest, 4) == ["1.00", "2.00", "3.00", "4.00"]
         await wait_for_no_journal(tmp_path / "spill")
 
 
 async def test_a_sigkilled_ingest_loses_none_of_the_events_it_held(
-    server: RedisServer, store: Redis, tmp_path: Path
+    restartable_redis: RedisServer, store: Redis, tmp_path: Path
 ) -> None:
     env = {
-        "REDIS_URL": server.url,
+        "REDIS_URL": restartable_redis.url,
         "REDIS_KEY_PREFIX": "",
         "CHANNELS": "demo",
         "INGEST_SOURCES": "webhooks",
@@ -204,13 +189,15 @@ async def test_a_sigkilled_ingest_loses_none_of_the_events_it_held(
     first = start("ingest", env, tmp_path / "first")
     try:
         await wait_healthy(first)
-        server.stop()
+        restartable_redis.stop()
         async with httpx.AsyncClient(base_url=first.url, headers=AUTH) as http:
             for n in range(1, 4):
-                assert (await http.post("/webhooks/donations", json=tip(n))).json()["held"] == 1
+                assert (await http.post("/webhooks/donations", json=streamelements_tip(n))).json()[
+                    "held"
+                ] == 1
     finally:
         first.kill()
-    server.start()
+    restartable_redis.start()
     second = start("ingest", env, tmp_path / "second")
     try:
         await wait_healthy(second)

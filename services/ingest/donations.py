@@ -14,11 +14,11 @@ the original code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.clock import parse_ts, utc_now
+from shared.clock import TimestampError, from_epoch_s, parse_ts, utc_now
 from shared.events import DonationEvent
 from shared.money import to_usd
 
@@ -99,9 +99,9 @@ def _moment(raw: Any) -> datetime:
     """The payload's own time (epoch seconds or RFC 3339), else now."""
     if raw in (None, ""):
         return utc_now()
-    if isinstance(raw, int | float) or str(raw).isdigit():
-        return datetime.fromtimestamp(float(raw), UTC)
     try:
+        if isinstance(raw, int | float) or str(raw).isdigit():
+            return from_epoch_s(raw)
         return parse_ts(str(raw))
-    except ValueError as error:
-        raise DonationPayloadError(f"timestamp {raw!r} is not RFC 3339 or epoch seconds") from error
+    except TimestampError as error:
+        raise DonationPayloadError(f"created_at: {error}") from error

@@ -88,12 +88,12 @@ class Supervisor:
                 state.failures += 1
                 if ran_s >= self.stable_s:
                     delay = self.first_backoff_s
-                state.last_error = f"died after {ran_s:.1f} s: {error!r}"
+                state.last_error = f"died after {ran_s:.1f} s: {describe(error)}"
                 log.error(
-                    "%s died (%d so far): %r; restarting in %.1f s",
+                    "%s died (%d so far): %s; restarting in %.1f s",
                     name,
                     state.failures,
-                    error,
+                    describe(error),
                     delay,
                     exc_info=error,
                 )
@@ -102,6 +102,11 @@ class Supervisor:
             RESTARTS.labels(name).inc()
             log.warning("%s: restarting", name)
             delay = min(delay * 2, self.max_backoff_s)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message``, readable whatever the exception's own ``repr`` looks like."""
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 async def finish_tasks(tasks: Iterable[asyncio.Task[Any]], timeout_s: float) -> dict[str, str]:

@@ -19,6 +19,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.twitch_source import TwitchSetupError, TwitchSource
 from shared.keys import Stream
 from shared.publisher import Publisher
+from tests.chaos.reliability import record
 from tests.ingest import twitch_double as tw
 from tests.ingest.twitch_double import TwitchDouble, example_event
 
@@ -383,3 +384,12 @@ async def test_a_notification_dated_past_the_skew_ahead_is_dead_lettered_with_th
     assert "ahead of this server's clock" in letter["reason"]
     assert await entries(redis, settings, Stream.LIFECYCLE) == []
     assert not running.task.done(), "the source keeps running"
+    record(
+        "future-eventsub",
+        "an EventSub socket stream.online dated a day ahead of the wall clock",
+        1,
+        "dead-lettered with the reason (group ingest:twitch, requeueable); not published; "
+        "the next notification published; the source keeps running",
+        lost=0,
+        doubled=0,
+    )

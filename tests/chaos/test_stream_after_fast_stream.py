@@ -12,8 +12,10 @@ so "in the past" of the first one. With per-stream clocks:
   update count grew by exactly those;
 * the dashboard's figures are the new stream's: its id, live, its uptime (not the
   old stream's), its clock near the wall clock, and its subs and revenue: those of
-  its own events, plus any of the old stream dated inside the new stream's first
-  seconds (the overlap a clock that ran ahead leaves; counted and reported).
+  ``[its start, now]``, which hold a tip posted to the webhook with a months-old
+  ``createdAt`` (counted on arrival) and none of the old stream's money dated
+  later; old-stream events dated inside the new stream's first seconds would
+  count (the overlap a clock that ran ahead leaves; counted and reported).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from shared.clock import parse_ts, utc_now
 from shared.keys import Keys
 from tests.chaos.processes import Service, start, wait_healthy
 from tests.chaos.reliability import record
+from tests.ingest.donation_payloads import streamelements_tip
 
 pytestmark = pytest.mark.slow
 
 CHANNEL = "demo"
 FAST_RUN_S = 6.0
 WAIT_S = 120.0
+SECRET = "s3cret-donations"
 
 
 def environment(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
@@ -117,7 +121,8 @@ async def test_a_normal_stream_after_a_sped_up_one_runs_on_its_own_clock(
         assert ahead_s > 600, "the fast stream's events ran well ahead of the wall clock"
         assert applied_before, "the fast stream's segments were scored"
 
-        normal = start("ingest", env | {"SIM_SPEED": "1"}, logs)
+        normal_env = env | {"SIM_SPEED": "1", "INGEST_SOURCES": "sim,webhooks"}
+        normal = start("ingest", normal_env | {"DONATION_WEBHOOK_SECRET": SECRET}, logs)
         services.append(normal)
 
         async def second_stream() -> str:
@@ -125,6 +130,9 @@ async def test_a_normal_stream_after_a_sped_up_one_runs_on_its_own_clock(
             return sid if sid and sid != first else ""
 
         second = await until(second_stream, "the normal stream on the dashboard", services)
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {SECRET}"}) as http:
+            tip = await http.post(f"{normal.url}/webhooks/donations", json=streamelements_tip(7))
+        assert tip.status_code == 202, tip.text  # its createdAt is months old: counts on arrival
         began = time.monotonic()
         await until(
             lambda: _at_least(decisions_of(redis, keys, second), 3), "3 decisions", services
@@ -148,20 +156,24 @@ async def test_a_normal_stream_after_a_sped_up_one_runs_on_its_own_clock(
         assert abs((utc_now() - now).total_seconds()) < 30, "the clock follows the new stream"
 
         started_ms, now_ms = started.timestamp() * 1000, now.timestamp() * 1000
-        window = [r for r in await paid_records(redis, keys) if started_ms <= r["ts"] <= now_ms]
-        own = [r for r in window if r["id"].startswith(f"{second}:")]
-        overlap = [r for r in window if not r["id"].startswith(f"{second}:")]
+        records = await paid_records(redis, keys)
+        window = [r for r in records if started_ms <= r["ts"] <= now_ms]
+        overlap = [r for r in window if r["id"].startswith(f"{first}:")]
+        own = [r for r in window if not r["id"].startswith(f"{first}:")]
+        later = [r for r in records if r["id"].startswith(f"{first}:") and r["ts"] > now_ms]
+        assert "tip-7" in {r["id"] for r in own}, "the tip counts toward the new stream"
+        assert later, "the old stream left paid events dated after the new stream's now"
         subs = sum(r.get("count", 1) for r in window if r["type"] in {"sub", "resub", "gift"})
         assert int(figures["subs_count"]) == subs
         cents = sum(r["cents"] for r in window)
         assert round(float(figures["revenue_stream"]) * 100) == cents
-        assert all(r["id"].startswith(f"{first}:") for r in overlap)
         record(
             "stream-after-fast-stream",
             "a 240x simulated stream stopped, then a 1x stream on the same Redis",
             1,
             "decisions flow for the new stream; the bandit gets only the new stream's "
-            "segments; the dashboard shows the new stream's id, uptime and clock",
+            "segments; the dashboard shows the new stream's id, uptime, clock, subs and revenue "
+            "(a months-old tip counted on arrival; the old stream's later money not counted)",
             lost=0,
             doubled=0,
             old_stream_ahead_of_wall_clock_s=round(ahead_s),
@@ -171,6 +183,7 @@ async def test_a_normal_stream_after_a_sped_up_one_runs_on_its_own_clock(
             new_stream_uptime_s=round(uptime_s, 1),
             paid_events_own=len(own),
             paid_events_of_the_old_stream_in_the_overlap=len(overlap),
+            old_stream_paid_events_dated_later_not_counted=len(later),
         )
     finally:
         for service in services:

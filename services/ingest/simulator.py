@@ -52,6 +52,7 @@ from shared.keys import Stream
 from shared.logs import channel_context
 from shared.money import CurrencyError, to_usd
 from shared.publisher import Publisher, PublishResult
+from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.ingest.sim")
@@ -61,8 +62,6 @@ Maker = Callable[["ChannelState", np.random.Generator, datetime], EventBase]
 
 BATCH_REAL_S = 0.1
 """Real seconds of simulation published per call: at high speed one call covers many steps."""
-MAX_BACKOFF_S = 5.0
-"""Longest wait between attempts while Redis is unreachable."""
 ATTEMPTS_AFTER_STOP = 3
 """Attempts left for a publish once ``stop`` is set, so shutdown never hangs on Redis."""
 LIFECYCLE_READ_COUNT = 1000
@@ -615,21 +614,20 @@ class _ChannelRun:
         Retries until it succeeds; once ``stop`` is set only a few more attempts are
         made, then the work is dropped (``None``) with an error in the log.
         """
-        delay_s = 0.1
-        attempts = 0
-        while True:
-            try:
-                return await action()
-            except CONNECTION_ERRORS as error:
-                attempts += 1
-                if stop.is_set() and attempts >= ATTEMPTS_AFTER_STOP:
-                    log.error("gave up %s: Redis unreachable (%s)", what, error)
-                    return None
-                log.warning(
-                    "%s failed, Redis unreachable (%s); retry in %.1f s", what, error, delay_s
-                )
-                await (asyncio.sleep(delay_s) if stop.is_set() else _sleep_unless(stop, delay_s))
-                delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+
+        def unreachable(error: Exception, delay_s: float) -> None:
+            log.warning("%s failed, Redis unreachable (%s); retry in %.1f s", what, error, delay_s)
+
+        def give_up(error: Exception) -> None:
+            log.error("gave up %s: Redis unreachable (%s)", what, error)
+
+        return await until_connected(
+            action,
+            unreachable,
+            stop=stop,
+            attempts_once_stopped=ATTEMPTS_AFTER_STOP,
+            on_give_up=give_up,
+        )
 
 
 def _duration_text(duration_s: float) -> str:

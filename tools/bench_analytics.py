@@ -62,6 +62,7 @@ from shared.keys import EVENT_STREAMS, Keys
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer, free_port
+from tools.health import wait_healthy
 
 HELPER = "tools.bench_analytics"
 ROOT = Path(__file__).resolve().parent.parent
@@ -605,19 +606,6 @@ def app_env(redis_url: str, port: int, deflate: bool = False) -> dict[str, str]:
     }
 
 
-async def wait_healthy(base: str, timeout_s: float = 30.0) -> None:
-    """Poll ``/healthz`` until it says 200."""
-    async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"analytics at {base} not healthy after {timeout_s} s")
-            await asyncio.sleep(0.1)
-
-
 async def scrape(base: str) -> dict[str, float]:
     """The app's Prometheus metrics, ``name{labels}`` -> value."""
     async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
@@ -695,7 +683,7 @@ async def latency_run(url: str, deflate: bool = False) -> LatencyResult:
     try:
         elsewhere = Path(tempfile.gettempdir())
         async with child(*command, env=app_env(url, port, deflate), cwd=elsewhere) as app:
-            await wait_healthy(base)
+            await wait_healthy(base, name="analytics", process=app.process)
             async with child("crowd", ws_url, str(LATENCY_CLIENTS), LATENCY_COMPRESSION) as crowd:
                 await crowd.line(120)
                 async with child("chat-load", url, str(LATENCY_CHAT_RATE)) as load:

@@ -51,8 +51,8 @@ from tools.bench_analytics import (
     run_uvloop,
     scrape,
     timed_donation,
-    wait_healthy,
 )
+from tools.health import wait_healthy
 
 READERS = 200
 STALLED = 200
@@ -198,7 +198,7 @@ async def slow_run(url: str, stalled: int) -> SlowRun:
     rss: dict[str, float] = {}
     try:
         async with child(*command, env=app_env(url, port), cwd=Path(tempfile.gettempdir())) as app:
-            await wait_healthy(base)
+            await wait_healthy(base, name="analytics", process=app.process)
             rss["idle"] = rss_mb(app.pid)
             async with child("crowd", ws_url, str(READERS), LATENCY_COMPRESSION) as crowd:
                 await crowd.line(120)

@@ -71,7 +71,8 @@ from shared.redis_server import RedisServer, free_port
 from shared.settings import BaseServiceSettings
 from tools.bench import write_section
 from tools.bench_analytics import machine_cpu_s
-from tools.run_local import SERVICES, STOP_ORDER, Service, start, stop, wait_healthy
+from tools.health import wait_healthy
+from tools.run_local import SERVICES, STOP_ORDER, Service, start, stop
 
 DEFAULT_RATE = 5_000
 DEFAULT_DURATION_S = 600.0
@@ -543,7 +544,12 @@ async def soak(args: argparse.Namespace, redis_url: str, workdir: Path) -> Outco
                     service, process, workdir / f"{service.name}.log"
                 )
                 pipes.create_task(capture(run))
-            await asyncio.gather(*(wait_healthy(r.service, r.process) for r in runs.values()))
+            await asyncio.gather(
+                *(
+                    wait_healthy(r.service.url, name=r.service.name, process=r.process)
+                    for r in runs.values()
+                )
+            )
             say("services healthy: " + ", ".join(f"{n} :{r.service.port}" for n, r in runs.items()))
             result = await drive(args, settings, redis, runs, workdir)
         except RuntimeError as error:

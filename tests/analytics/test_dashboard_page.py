@@ -26,6 +26,7 @@ from playwright.async_api import (
     expect,
 )
 
+from shared.assets import VENDOR_DIR
 from tests.analytics.page_harness import TOKEN_REFUSED, PageHarness, iso
 from tests.browser import NEEDS_CHROMIUM, STEP_MS, Watched, watched_page
 
@@ -439,9 +440,8 @@ async def test_without_channel_the_server_picks(watched: Watched, harness: PageH
 
 def test_vendored_libraries_are_recorded() -> None:
     """Every vendored script is named in vendor/README.md and keeps its licence header."""
-    vendor = Path(__file__).resolve().parents[2] / "services" / "analytics" / "static" / "vendor"
-    readme = (vendor / "README.md").read_text()
-    scripts = sorted(vendor.glob("*.js"))
+    readme = (VENDOR_DIR / "README.md").read_text()
+    scripts = sorted(VENDOR_DIR.glob("*.js"))
     assert scripts
     for script in scripts:
         assert f"`{script.name}`" in readme

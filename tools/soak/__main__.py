@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import tools.soak as package
 from shared.redis_server import RedisServer
 from tools.benchmarks.harness import write_section
 from tools.soak import say
@@ -22,7 +23,11 @@ DEFAULT_SAMPLE_S = 10.0
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command line."""
-    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.soak",
+        description=package.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="events/s to publish")
     parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S, help="load time")
     parser.add_argument("--sample-s", type=float, default=DEFAULT_SAMPLE_S, help="sample interval")

@@ -68,6 +68,16 @@ def dead(runs: dict[str, ServiceRun]) -> list[str]:
     return [name for name, run in runs.items() if run.process.returncode is not None]
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What the consumers made of the load, counted once they drained."""
+
+    drained: Sample
+    consumed: dict[str, int]
+    applied: int
+    entries_added: int
+
+
 @dataclass
 class Outcome:
     """Everything the section is written from."""
@@ -197,6 +207,7 @@ async def drive(
     reports = await wait_reports(redis, settings, load, runs)
     if isinstance(reports, str):
         return reports
+    counted = await tally(sampler, load)
     return Outcome(
         args=args,
         settings=settings,
@@ -211,7 +222,10 @@ async def drive(
         exits={},
         summaries={},
         log_dir=workdir,
-        **await tally(sampler, load),
+        drained=counted.drained,
+        consumed=counted.consumed,
+        applied=counted.applied,
+        entries_added=counted.entries_added,
     )
 
 
@@ -277,8 +291,8 @@ async def drain(sampler: Sampler, runs: dict[str, ServiceRun]) -> float | str:
         await asyncio.sleep(0.2)
 
 
-async def tally(sampler: Sampler, load: Load) -> dict[str, Any]:
-    """After the drain: a last sample, entries read, applied and added (``Outcome`` fields)."""
+async def tally(sampler: Sampler, load: Load) -> Tally:
+    """After the drain: a last sample, entries read, applied and added."""
     redis, keys = sampler.redis, load.settings.keys
     drained = await sampler.take(load.elapsed_s(), load.totals.published, record=False)
     _, _, consumed = await sampler.groups()
@@ -288,7 +302,7 @@ async def tally(sampler: Sampler, load: Load) -> dict[str, Any]:
     added = 0
     for kind in EVENT_STREAMS:
         added += int((await redis.xinfo_stream(keys.stream(kind)))["entries-added"])
-    return {"drained": drained, "consumed": consumed, "applied": applied, "entries_added": added}
+    return Tally(drained=drained, consumed=consumed, applied=applied, entries_added=added)
 
 
 async def wait_reports(

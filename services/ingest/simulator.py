@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from services.ingest.recording import stream_entries
 from services.ingest.scenario import ActivityBehaviour, Scenario, Tier, scenario_from_setting
 from services.ingest.settings import IngestSettings
-from shared.clock import as_utc, utc_now
+from shared.clock import as_utc, to_millis, utc_now
 from shared.events import (
     ActivityChangedEvent,
     BitsEvent,
@@ -105,7 +105,7 @@ class ChannelState:
     @property
     def now(self) -> datetime:
         """The simulated clock, to the millisecond (the precision of ``ts`` on the streams)."""
-        return at_ms(self.start + timedelta(seconds=self.elapsed_s))
+        return to_millis(self.start + timedelta(seconds=self.elapsed_s))
 
     def next_id(self) -> str:
         """A new event id, unique within this broadcast: ``{stream_id}:{seq}``."""
@@ -120,11 +120,6 @@ class DonationDraw:
     local: Decimal
     currency: str
     usd: Decimal
-
-
-def at_ms(moment: datetime) -> datetime:
-    """``moment`` truncated to whole milliseconds."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def stream_id_for(channel: str, start: datetime) -> str:
@@ -152,7 +147,7 @@ def new_state(
     rng: np.random.Generator,
 ) -> ChannelState:
     """A broadcast of ``channel`` starting at ``start``, in the scenario's initial activity."""
-    start = at_ms(as_utc(start))
+    start = to_millis(start)
     behaviour = scenario.activities[scenario.initial_activity]
     pool = max(activity.chatter_pool_users for activity in scenario.activities.values())
     return ChannelState(
@@ -319,7 +314,7 @@ def viewer_count_events(state: ChannelState, dt_s: float) -> list[EventBase]:
     events: list[EventBase] = []
     while state.viewer_counts_sent * interval_s < state.elapsed_s + dt_s:
         offset_s = state.viewer_counts_sent * interval_s
-        ts = at_ms(state.start + timedelta(seconds=offset_s))
+        ts = to_millis(state.start + timedelta(seconds=offset_s))
         events.append(ViewerCountEvent(**_common(state, ts), count=round(state.viewers)))
         state.viewer_counts_sent += 1
     return events
@@ -328,7 +323,7 @@ def viewer_count_events(state: ChannelState, dt_s: float) -> list[EventBase]:
 def ts_within(state: ChannelState, rng: np.random.Generator, dt_s: float) -> datetime:
     """A uniformly random moment in the next ``dt_s`` simulated seconds."""
     offset_s = state.elapsed_s + float(rng.random()) * dt_s
-    return at_ms(state.start + timedelta(seconds=offset_s))
+    return to_millis(state.start + timedelta(seconds=offset_s))
 
 
 def make_chat(state: ChannelState, rng: np.random.Generator, ts: datetime) -> EventBase:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+EARLIEST_TS = EPOCH
 """The earliest event time accepted (inclusive)."""
 LATEST_TS = datetime(9999, 1, 1, tzinfo=UTC)
 """The first event time refused: a year of headroom below ``datetime.max``."""
@@ -44,6 +46,19 @@ class FutureTimestampError(TimestampError):
 def utc_now() -> datetime:
     """The current wall-clock time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """``moment`` as whole epoch milliseconds (exact: integer arithmetic, no float seconds).
+
+    Sub-millisecond parts are dropped; an event's ``ts`` has none to drop.
+    """
+    return (as_utc(moment) - EPOCH) // MILLISECOND
+
+
+def from_epoch_ms(at_ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (exact, the inverse of :func:`epoch_ms`)."""
+    return EPOCH + at_ms * MILLISECOND
 
 
 def format_ts(moment: datetime) -> str:

@@ -100,9 +100,14 @@ def event_time(moment: datetime) -> datetime:
 
 
 def to_millis(moment: datetime) -> datetime:
-    """``moment`` as an event time in UTC, truncated to whole milliseconds (``ts``'s precision)."""
-    moment = event_time(moment)
+    """``moment`` in UTC, truncated to whole milliseconds (the precision of ``ts``)."""
+    moment = as_utc(moment)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def event_ts(moment: datetime) -> datetime:
+    """``moment`` as an event's ``ts``: an event time (or TimestampError), to the millisecond."""
+    return to_millis(event_time(moment))
 
 
 def parse_ts(text: str) -> datetime:

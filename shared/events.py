@@ -27,7 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from shared.clock import FutureTimestampError, format_ts, refuse_future, to_millis, utc_now
+from shared.clock import (
+    FutureTimestampError,
+    event_ts,
+    format_ts,
+    refuse_future,
+    to_millis,
+    utc_now,
+)
 from shared.keys import Stream
 from shared.money import bits_to_usd, normalise_currency, to_cents
 
@@ -49,7 +56,7 @@ Reason = Annotated[str, StringConstraints(max_length=500)]
 Activity = Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9_]*$")]
 StreamId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 Timestamp = Annotated[
-    datetime, AfterValidator(to_millis), PlainSerializer(format_ts, return_type=str)
+    datetime, AfterValidator(event_ts), PlainSerializer(format_ts, return_type=str)
 ]
 Usd = Annotated[
     Decimal,

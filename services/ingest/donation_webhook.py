@@ -82,6 +82,10 @@ def _authenticate(request: Request, body: bytes, secret: str) -> None:
 def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[DonationEvent]:
     try:
         return parse_donations(json.loads(body), channel, settings.fx_rates_usd)
+    except RecursionError as error:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "body is nested too deeply to be a donation"
+        ) from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {error}") from error
     except (DonationPayloadError, CurrencyError) as error:
@@ -89,4 +93,8 @@ def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[Donation
     except pydantic.ValidationError as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, describe_validation_error(error)
+        ) from error
+    except (ValueError, ArithmeticError) as error:  # e.g. an integer over Python's digit limit
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not a donation: {error}"
         ) from error

@@ -46,6 +46,7 @@ def settings(make_settings: Callable[..., Any], double: TwitchDouble) -> IngestS
         twitch_api_url=double.api_url,
         twitch_auth_url=double.auth_url,
         twitch_viewer_poll_s=0.1,
+        channels=[tw.BROADCASTER_LOGIN],
     )
     return built
 

@@ -91,8 +91,10 @@ def _streamelements(
 def _required(item: Mapping[str, Any], *names: str) -> str:
     for name in names:
         value = item.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            return _int_text(value) if isinstance(value, int) else value
         if value not in (None, ""):
-            return str(value)
+            raise DonationPayloadError(f"{name} must be text, got {_shown(value)}")
     raise DonationPayloadError(f"missing field {' or '.join(names)!s}")
 
 
@@ -143,16 +145,16 @@ def _moment(raw: Any) -> datetime:
     """
     if raw in (None, ""):
         return utc_now()
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise DonationPayloadError(f"timestamp {_shown(raw)} is not RFC 3339 or epoch seconds")
     try:
-        if isinstance(raw, int | float) and not isinstance(raw, bool) or str(raw).isdigit():
-            return datetime.fromtimestamp(float(raw), UTC)
-        if isinstance(raw, str):
+        if isinstance(raw, str) and not raw.isdigit():
             return parse_ts(raw)
+        return datetime.fromtimestamp(float(raw), UTC)
     except (ValueError, OverflowError, OSError) as error:
         raise DonationPayloadError(
             f"timestamp {_shown(raw)} is not RFC 3339 or epoch seconds, or cannot be represented"
         ) from error
-    raise DonationPayloadError(f"timestamp {_shown(raw)} is not RFC 3339 or epoch seconds")
 
 
 def _shown(raw: Any, limit: int = 40) -> str:

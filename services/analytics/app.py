@@ -25,6 +25,7 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.writes import apply_script
 from shared import ops
 from shared.consumer import ConsumerRunner
+from shared.exposure import guard_hosts
 from shared.redis_client import connect_settings
 from shared.tasks import finish_tasks, start_task
 
@@ -77,6 +78,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-analytics", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    guard_hosts(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -34,7 +34,7 @@ async def preflight_and_get(settings: AnalyticsSettings, origin: str) -> list[ht
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://analytics") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as http,
     ):
         preflight = await http.options(
             "/api/channels",

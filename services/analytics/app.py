@@ -44,7 +44,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
     computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
     broadcaster = app.state.broadcaster = Broadcaster(redis, settings, hub, computer)
-    handler = MetricsHandler(settings.keys, settings.state_ttl_s, apply_script(redis))
+    handler = MetricsHandler(
+        settings.keys,
+        settings.state_ttl_s,
+        apply_script(redis),
+        channels=settings.channels,
+        dead_maxlen=settings.stream_maxlen_dead,
+    )
     runner = ConsumerRunner(redis, settings, GROUP, handler)
     stop = asyncio.Event()
     tasks = [

@@ -26,7 +26,7 @@ router = APIRouter(tags=["webhooks"])
     "/webhooks/donations",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Donation from Streamlabs or StreamElements",
-    responses={400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    responses={400: {}, 401: {}, 403: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}},
 )
 async def donations(request: Request, channel: str | None = Query(default=None)) -> JSONResponse:
     """Authenticate with ``Authorization: Bearer <DONATION_WEBHOOK_SECRET>`` or
@@ -34,7 +34,9 @@ async def donations(request: Request, channel: str | None = Query(default=None))
     settings: IngestSettings = request.app.state.settings
     target = _channel(settings, channel)
     require_json(request)
-    body = await read_capped(request, settings.webhook_max_body_bytes)
+    body = await read_capped(
+        request, settings.webhook_max_body_bytes, settings.webhook_body_timeout_s
+    )
     _authenticate(request, body, settings.donation_webhook_secret.get_secret_value())
     events = _parse(body, target, settings)
     result = await submit(request, events, "donation-webhook")

@@ -161,7 +161,7 @@ def _shown(raw: Any, limit: int = 40) -> str:
     """``raw`` for an error message, cut short (a 5,000-digit number is not repeated)."""
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         return f"of type {type(raw).__name__}"
-    text = raw if isinstance(raw, str) else format(raw) if isinstance(raw, float) else _int_text(raw)
+    text = _int_text(raw) if isinstance(raw, int) else str(raw)
     return repr(text) if len(text) <= limit else repr(f"{text[: limit - 3]}...")
 
 

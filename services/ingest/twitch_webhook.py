@@ -9,7 +9,8 @@ the WebSocket source's ``live`` tracker to share one.
 
 Every request is checked before anything is read or published, in this order:
 secret configured (503), JSON content type (415), signing headers present (403),
-timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413), HMAC-SHA256
+timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413) and
+``WEBHOOK_BODY_TIMEOUT_S`` (408), HMAC-SHA256
 signature (403), JSON body (400). Notifications are mapped by
 :mod:`services.ingest.eventsub` (400 with the reason when they do not fit) and
 published once: Twitch redelivers with the same message id, which is remembered
@@ -42,6 +43,7 @@ from services.ingest.eventsub import (
     map_notification,
 )
 from services.ingest.settings import IngestSettings
+from services.ingest.webhook_body import read_capped
 from services.ingest.webhook_submit import submit
 from shared.clock import parse_ts, utc_now
 from shared.events import EventBase
@@ -75,7 +77,9 @@ async def twitch_webhook(request: Request) -> Response:
     _require_json(request)
     headers = _signed_headers(request)
     _require_fresh(headers.timestamp, settings.webhook_max_age_s)
-    body = await _read_body(request, settings.webhook_max_body_bytes)
+    body = await read_capped(
+        request, settings.webhook_max_body_bytes, settings.webhook_body_timeout_s
+    )
     _require_signature(secret, headers, body)
     message = _json_object(body)
     if headers.message_type == "webhook_callback_verification":
@@ -117,18 +121,6 @@ def _require_fresh(timestamp: str, max_age_s: int) -> None:
         raise _refuse(403, f"{MESSAGE_TIMESTAMP} is not a representable RFC 3339 time") from error
     if abs(age_s) >= max_age_s:
         raise _refuse(403, f"message timestamp is {age_s:.0f} s off; the limit is {max_age_s} s")
-
-
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise _refuse(413, f"body over {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _refuse(413, f"body over {max_bytes} bytes")
-    return bytes(body)
 
 
 def _require_signature(secret: bytes, headers: SignedMessage, body: bytes) -> None:

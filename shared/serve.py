@@ -100,15 +100,17 @@ def guarded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
             self._arm()
 
         def data_received(self, data: bytes) -> None:
-            if self._between_requests() and self.cycle is self._cycle_when_armed:
+            super().data_received(data)
+            if self.transport.get_protocol() is not self:
+                return  # upgraded to a WebSocket: its own protocol reads from here on
+            if self.cycle is not self._cycle_when_armed:
+                self._disarm()  # a request head arrived; the rest of the bytes are its body
+            elif self._between_requests():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     CUT.labels("head_too_large").inc()
                     self.transport.abort()
                     return
-            super().data_received(data)
-            if self.cycle is not self._cycle_when_armed:
-                self._disarm()  # a request head arrived
             if self._head_deadline is None and self._between_requests():
                 self._arm()  # the first bytes of the next request head
 

@@ -33,9 +33,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="need
 
 
 @pytest.fixture
-async def ingest(
-    redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path
-) -> Service:  # type: ignore[misc]
+async def ingest(redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path) -> Service:  # type: ignore[misc]
     env = {
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": key_prefix,
@@ -72,9 +70,7 @@ async def test_idle_slow_and_surplus_connections_are_closed_and_descriptors_stay
 ) -> None:
     baseline = open_descriptors(ingest)
     began = time.monotonic()
-    pairs = [
-        await asyncio.open_connection("127.0.0.1", ingest.port) for _ in range(IDLE_SOCKETS)
-    ]
+    pairs = [await asyncio.open_connection("127.0.0.1", ingest.port) for _ in range(IDLE_SOCKETS)]
     most = open_descriptors(ingest)
     watch = [asyncio.ensure_future(closed_by_server(reader)) for reader, _ in pairs]
     async with asyncio.timeout(CLOSE_WITHIN_S):

@@ -86,11 +86,11 @@ def edge(runner: asyncio.Runner, make_settings: Any, hostile_cleanup: None) -> I
 
 def streamlabs(amount: str = '"10.00"', created_at: str = "null", currency: str = "USD") -> bytes:
     """A Streamlabs donation body with raw JSON spliced in for ``amount`` and ``created_at``."""
-    return (
-        '{"type": "donation", "message": [{"_id": "%s", "name": "viewer", "amount": %s, '
-        '"currency": "%s", "message": "hi", "created_at": %s}]}'
-        % (uuid.uuid4(), amount, currency, created_at)
-    ).encode()
+    item = (
+        f'{{"_id": "{uuid.uuid4()}", "name": "viewer", "amount": {amount}, '
+        f'"currency": "{currency}", "message": "hi", "created_at": {created_at}}}'
+    )
+    return f'{{"type": "donation", "message": [{item}]}}'.encode()
 
 
 def donate(app: App, body: bytes) -> tuple[httpx.Response, int]:

@@ -50,9 +50,7 @@ def notification(n: int) -> tuple[bytes, dict[str, str]]:
     return body, webhook_headers(SECRET, body, message_id=f"cheer-{n}")
 
 
-async def deliver(
-    ingest: Service, numbers: list[int], *, timeout_s: float = 15.0
-) -> set[int]:
+async def deliver(ingest: Service, numbers: list[int], *, timeout_s: float = 15.0) -> set[int]:
     """POST each notification (``SENDERS`` at once); the numbers answered with a 2xx."""
     answered: set[int] = set()
     queue: asyncio.Queue[int] = asyncio.Queue()

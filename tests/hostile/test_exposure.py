@@ -28,6 +28,7 @@ from services.ingest.settings import IngestSettings
 from services.orchestrator.settings import OrchestratorSettings
 from services.retro.settings import RetroSettings
 from tests.chaos.processes import start, wait_healthy
+from tests.chaos.reliability import record
 
 EVIL = "https://evil.example"
 
@@ -176,6 +177,16 @@ async def test_the_dashboard_token_never_reaches_a_log_line(
     finally:
         assert analytics.stop() == 0
     output = analytics.output()
+    record(
+        "token-in-logs",
+        "DASHBOARD_TOKEN in WebSocket and API query strings of a real analytics",
+        3,
+        "uvicorn's connection lines kept, query strings redacted; the token in no log line",
+        lost=0,
+        doubled=0,
+        log_lines=len(output.splitlines()),
+        token_occurrences=output.count(TOKEN),
+    )
     assert "WebSocket /ws/metrics?[redacted]" in output  # the line is there, without the query
     assert TOKEN not in output
 
@@ -237,6 +248,18 @@ async def test_every_service_refuses_a_host_it_is_not_reached_by(
         socket = await handshake_status(services[1].port, ATTACKER_HOST)
     finally:
         codes = [service.stop() for service in services]
+    refused = sum(1 for by_host in statuses.values() for s in by_host.values() if s == 400)
+    record(
+        "foreign-host",
+        "requests naming a foreign Host (DNS rebinding) at all four real services",
+        sum(len(by_host) for by_host in statuses.values()) + 1,
+        "loopback, service and ALLOWED_HOSTS names answered; every foreign Host refused 400, "
+        "WebSocket handshake included",
+        lost=0,
+        doubled=0,
+        foreign_refused=refused + (socket == 400),
+        foreign_sent=2 * len(names) + 1,
+    )
     for name in names:
         assert list(statuses[name].values()) == [200, 200, 200, 400, 400], (name, statuses)
     assert socket == 400

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 
 from services.ingest.settings import IngestSettings
 from shared.money import to_cents
+from tests.hostile.strategies import AMOUNTS, NESTING_DEPTHS, nested_json
 from tests.hostile.test_webhooks import DONATION_SECRET, HYPOTHESIS, TWITCH_SECRET, App
 from tests.ingest.twitch_double import (
     BROADCASTER_LOGIN,
@@ -103,8 +104,7 @@ def twitch(app: App, body: bytes, **header_overrides: str) -> tuple[httpx.Respon
     return app.post("/webhooks/twitch", content=body, headers=headers)
 
 
-def nested(depth: int) -> str:
-    return "[" * depth + "]" * depth
+nested = nested_json
 
 
 def refused_with_reason(response: httpx.Response, published: int) -> bool:
@@ -129,15 +129,7 @@ def test_an_amount_worth_less_than_a_cent_after_conversion_is_refused(edge: App)
 
 
 @HYPOTHESIS
-@given(
-    amount=st.one_of(
-        st.decimals(allow_nan=True, allow_infinity=True),
-        st.floats(),
-        st.integers(min_value=-(10**40), max_value=10**40),
-        st.decimals(min_value=Decimal("-1"), max_value=Decimal("2000000"), places=4),
-    ),
-    as_text=st.booleans(),
-)
+@given(amount=AMOUNTS, as_text=st.booleans())
 def test_any_amount_is_published_to_the_cent_or_refused_with_a_4xx(
     edge: App, amount: Decimal | float | int, as_text: bool
 ) -> None:
@@ -220,7 +212,7 @@ def test_a_30000_deep_array_is_a_400_at_both_webhooks(edge: App) -> None:
 
 @HYPOTHESIS
 @given(
-    depth=st.integers(min_value=1, max_value=32_000),
+    depth=NESTING_DEPTHS,
     where=st.sampled_from(["body", "amount", "created_at", "message", "name", "currency"]),
 )
 def test_any_nesting_depth_anywhere_is_answered_without_a_5xx(

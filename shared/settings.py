@@ -49,7 +49,7 @@ class BaseServiceSettings(BaseSettings):
     bind_host: str = Field(default="127.0.0.1", description="Address HTTP servers listen on.")
     allowed_hosts: CommaList = Field(
         default=[],
-        description="Host names the HTTP apps answer besides loopback and BIND_HOST "
+        description="Host names the HTTP apps answer besides IP addresses, localhost and BIND_HOST "
         "(compose service names, a public name); * answers any.",
     )
     http_max_connections: int = Field(

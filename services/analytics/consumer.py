@@ -22,7 +22,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite, apply_script
-from shared.clock import utc_now
+from shared.clock import epoch_ms, utc_now
 from shared.consumer import Delivery
 from shared.events import (
     ActivityChangedEvent,
@@ -53,7 +53,7 @@ UNKNOWN_CHANNEL = PromCounter(
 
 def ts_ms(event: EventBase) -> int:
     """The event's ``ts`` as integer epoch milliseconds."""
-    return round(event.ts.timestamp() * 1000)
+    return epoch_ms(event.ts)
 
 
 def member(event: EventBase) -> str:

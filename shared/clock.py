@@ -153,5 +153,8 @@ def refuse_future(moment: datetime, max_skew_s: float, now: datetime | None = No
 
 
 def _short(value: object, limit: int = 40) -> str:
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except ValueError:  # an int over Python's int-to-text digit limit
+        return f"a {value.bit_length()}-bit integer" if isinstance(value, int) else "?"
     return shown if len(shown) <= limit else f"{shown[: limit - 3]}..."

@@ -16,10 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import (
-    SimSource,
+from services.ingest.sources.audience import (
     channel_rng,
     draw_donation,
     new_state,
@@ -27,6 +25,8 @@ from services.ingest.simulator import (
     stream_id_for,
     switch_activity,
 )
+from services.ingest.sources.scenario import Scenario, default_scenario
+from services.ingest.sources.simulator import SimSource
 from shared.events import (
     STREAM_OF_TYPE,
     ActivityChangedEvent,

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.keys import Keys, Stream
+from shared.partitions import Partitions
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -40,8 +41,20 @@ class BaseServiceSettings(BaseSettings):
     redis_key_prefix: str = Field(
         default="", description="Prefix for every key, so deployments can share one Redis."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Talk to a Redis Cluster with the cluster client; REDIS_URL names any "
+        "node. Needs the partitioned key layout (docs/cluster.md).",
+    )
     channels: CommaList = Field(
         default=["demo"], description="Twitch channel logins served, comma separated."
+    )
+    partitions: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Partitions channels are spread over (crc32 % N), each one hash tag of a "
+        "Redis Cluster; changing it needs an empty Redis.",
     )
     log_level: str = Field(default="INFO", description="Python log level name.")
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
@@ -84,6 +97,11 @@ class BaseServiceSettings(BaseSettings):
         if not channels:
             raise ValueError("CHANNELS needs at least one channel login")
         return [channel.lower() for channel in channels]
+
+    @property
+    def partitioning(self) -> Partitions:
+        """How channels map to partitions and hash tags (``shared.partitions``)."""
+        return Partitions(self.partitions)
 
     @property
     def keys(self) -> Keys:

@@ -91,6 +91,16 @@ class BaseServiceSettings(BaseSettings):
 
     _split_channels = field_validator("channels", mode="before")(split_commas)
 
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _no_braces_in_prefix(cls, prefix: str) -> str:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "REDIS_KEY_PREFIX must not contain { or }: Redis Cluster hashes the first "
+                "{...} of a key, so the prefix would hide each partition's hash tag"
+            )
+        return prefix
+
     @field_validator("channels")
     @classmethod
     def _lower_channels(cls, channels: list[str]) -> list[str]:

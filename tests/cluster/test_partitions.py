@@ -101,3 +101,8 @@ def _slot_owner(cluster: LocalCluster) -> Callable[[int], str]:
         return next(address for first, last, address in ranges if first <= slot <= last)
 
     return owner
+
+
+def test_a_key_prefix_with_braces_is_refused_since_it_would_hide_the_tags() -> None:
+    with pytest.raises(ValueError, match="must not contain"):
+        BaseServiceSettings(_env_file=None, redis_key_prefix="app{1}:")  # type: ignore[call-arg]

@@ -17,6 +17,7 @@ the failover the services must survive.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -86,8 +87,11 @@ def cli_binary() -> str:
 class ClusterNode:
     """One ``redis-server --cluster-enabled yes`` child process with its own directory."""
 
-    def __init__(self, root: Path, node_timeout_ms: int, ports: tuple[int, int]) -> None:
+    def __init__(
+        self, root: Path, node_timeout_ms: int, ports: tuple[int, int], password: str = ""
+    ) -> None:
         self.port, self.bus_port = ports
+        self.password = password
         self.node_timeout_ms = node_timeout_ms
         self.dir = root / str(self.port)
         self.dir.mkdir()
@@ -123,6 +127,8 @@ class ClusterNode:
             str(self.node_timeout_ms),
             "--cluster-replica-validity-factor",
             "0",  # a replica always stands for election, however long its link was down
+            "--shutdown-timeout",
+            "0",  # a stopping master does not wait for its replicas to catch up (7.0+)
             "--save",
             "",
             "--appendonly",
@@ -130,6 +136,8 @@ class ClusterNode:
             "--logfile",
             str(self.dir / "redis.log"),
         ]
+        if self.password:  # clients and the replicas' link to their master both need it
+            args += ["--requirepass", self.password, "--masterauth", self.password]
         self._process = subprocess.Popen(  # own session: a Ctrl-C meant for us must not kill it
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -142,6 +150,7 @@ class ClusterNode:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
+            password=self.password or None,
         )
 
     def ask(self, *command: str) -> str | None:
@@ -176,26 +185,34 @@ class LocalCluster:
     """``masters`` masters with ``replicas`` replicas each, on loopback (see module doc)."""
 
     def __init__(
-        self, masters: int = 3, replicas: int = 1, *, node_timeout_ms: int = NODE_TIMEOUT_MS
+        self,
+        masters: int = 3,
+        replicas: int = 1,
+        *,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+        password: str = "",
     ) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.masters_wanted = masters
         self.replicas = replicas
+        self.password = password
         self._dir = tempfile.TemporaryDirectory(prefix="streamloop-cluster-")
         root = Path(self._dir.name)
         count = masters * (1 + replicas)
         ports = distinct_free_ports(2 * count)
         self.nodes = [
-            ClusterNode(root, node_timeout_ms, (ports[2 * i], ports[2 * i + 1]))
+            ClusterNode(root, node_timeout_ms, (ports[2 * i], ports[2 * i + 1]), password)
             for i in range(count)
         ]
 
     @property
     def url(self) -> str:
-        """``redis://`` URL of the first node still running: any node is a valid entry point."""
+        """``redis://`` URL (with the password) of the first node still running: any node
+        is a valid entry point."""
         node = next(n for n in self.nodes if n.running)
-        return f"redis://{node.address}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{node.address}/0"
 
     @property
     def addresses(self) -> list[str]:
@@ -222,9 +239,13 @@ class LocalCluster:
             str(self.replicas),
             "--cluster-yes",
         ]
+        env = dict(os.environ)
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password  # not on the command line, where ps shows it
         try:
             done = subprocess.run(
                 command,
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=max(1.0, deadline - time.monotonic()),
@@ -346,9 +367,11 @@ def distinct_free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def local_cluster(masters: int = 3, replicas: int = 1) -> Iterator[LocalCluster]:
+def local_cluster(
+    masters: int = 3, replicas: int = 1, *, password: str = ""
+) -> Iterator[LocalCluster]:
     """A started :class:`LocalCluster`, closed afterwards whatever happens."""
-    cluster = LocalCluster(masters, replicas)
+    cluster = LocalCluster(masters, replicas, password=password)
     try:
         cluster.start()
         yield cluster

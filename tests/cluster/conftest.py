@@ -1,7 +1,7 @@
 """Fixtures of the cluster tests: a real six-node Redis Cluster on loopback.
 
-``redis_cluster`` is shared by the tests of a module that only read and write
-keys under their own prefix; a test that kills nodes takes ``fresh_cluster``,
+``redis_cluster`` is shared by the tests that only read and write keys under
+their own prefix; a test that kills nodes takes ``fresh_cluster``,
 its own cluster, so no other test sees the failover. Both stop every node and
 delete its directory afterwards (``shared.redis_cluster_server``).
 """
@@ -17,9 +17,9 @@ from shared.redis_client import connect_cluster
 from shared.redis_cluster_server import LocalCluster, local_cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalCluster]:
-    """Three masters with a replica each, shared by the module's tests."""
+    """Three masters with a replica each, shared by every test that does not break it."""
     with local_cluster() as cluster:
         yield cluster
 

@@ -52,6 +52,13 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_no_acknowledged_wr
         assert [await client.get(k) for k in keys] == [str(n) for n in range(200)]
         await client.set(on_victim[0], "after")  # writes go to the promoted replica
         assert await client.get(on_victim[0]) == "after"
+
+        fresh_cluster.restart(victim.address)  # the old master comes back as a replica
+        back = next(n for n in fresh_cluster.topology() if n.address == victim.address)
+        assert not back.is_master
+        assert back.master_id == next(
+            m.node_id for m in fresh_cluster.masters() if m.address == promoted
+        )
     finally:
         await client.aclose()
 

@@ -332,9 +332,22 @@ class LocalCluster:
         return str(promoted())
 
     def restart(self, address: str, timeout_s: float = 30.0) -> None:
-        """Start a killed node again; it rejoins (as a replica of whoever took its slots)."""
+        """Start a killed node again and wait until every running node sees it healthy;
+        it rejoins as a replica of whoever took its slots."""
+        deadline = time.monotonic() + timeout_s
         self.node(address).start()
-        self.wait_ready(timeout_s)
+
+        def rejoined() -> bool:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                seen = [n for n in self.topology(node) if n.address == address]
+                if not seen or seen[0].failed or (seen[0].is_master and not seen[0].slots):
+                    return False
+            return True
+
+        self._wait(deadline, f"{address} to rejoin the cluster", rejoined)
+        self.wait_ready(max(1.0, deadline - time.monotonic()))
 
     @staticmethod
     def _wait(deadline: float, what: str, ready: Callable[[], object]) -> None:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from redis.exceptions import RedisError
 
 from shared.redis_client import CONNECTION_ERRORS, connect_cluster
 from shared.redis_cluster_server import LocalCluster, local_cluster
@@ -72,10 +71,11 @@ async def test_a_cluster_that_lost_a_whole_shard_fails_with_a_connection_error()
             promoted = cluster.kill_master(victim.address)
             cluster.node(promoted).kill()  # its only replica is the master killed before
             await asyncio.to_thread(_wait_for_cluster_fail, cluster)
-            with pytest.raises(RedisError) as raised:
+            # CLUSTERDOWN, or RedisClusterUnreachableError (not even a RedisError) once
+            # redis-py's refresh finds no node for the lost slots: both connection errors
+            with pytest.raises(CONNECTION_ERRORS):
                 for n in range(50):  # some of these keys hash to the lost slots
                     await client.set(f"down:{n}", n)
-            assert isinstance(raised.value, CONNECTION_ERRORS), repr(raised.value)
         finally:
             await client.aclose()
         directory = Path(cluster.nodes[0].dir).parent

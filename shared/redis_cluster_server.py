@@ -142,7 +142,7 @@ class ClusterNode:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
-    def client(self, timeout_s: float = 1.0) -> redis.Redis:
+    def client(self, timeout_s: float = 2.0) -> redis.Redis:
         """A plain (non-cluster) client on this one node."""
         return redis.Redis(
             host="127.0.0.1",
@@ -273,7 +273,11 @@ class LocalCluster:
             info = node.ask("CLUSTER", "INFO") or ""
             if "cluster_state:ok" not in info:
                 return False
-            views.add(tuple(sorted(m.address for m in self._masters_seen_by(node))))
+            try:
+                masters = self._masters_seen_by(node)
+            except RedisUnavailable:
+                return False  # asked again on the next poll
+            views.add(tuple(sorted(m.address for m in masters)))
         return len(views) == 1 and len(next(iter(views))) == self.masters_wanted
 
     def _links_up(self) -> bool:
@@ -286,12 +290,23 @@ class LocalCluster:
         return True
 
     def _masters_seen_by(self, node: ClusterNode) -> list[ClusterNodeInfo]:
-        return [n for n in self.topology(node) if n.is_master and not n.failed and n.slots]
+        seen = self.topology(node, timeout_s=0)
+        return [n for n in seen if n.is_master and not n.failed and n.slots]
 
-    def topology(self, via: ClusterNode | None = None) -> list[ClusterNodeInfo]:
-        """``CLUSTER NODES`` as seen by ``via`` (default: the first running node)."""
+    def topology(
+        self, via: ClusterNode | None = None, *, timeout_s: float = 10.0
+    ) -> list[ClusterNodeInfo]:
+        """``CLUSTER NODES`` as seen by ``via`` (default: the first running node).
+
+        Asks again for up to ``timeout_s`` (a loaded machine can be slow to answer),
+        then raises :class:`RedisUnavailable`: an empty answer would read as "no nodes".
+        """
         node = via or next(n for n in self.nodes if n.running)
-        raw = node.ask("CLUSTER", "NODES") or ""
+        deadline = time.monotonic() + timeout_s
+        while (raw := node.ask("CLUSTER", "NODES")) is None:
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"{node.address} did not answer CLUSTER NODES")
+            time.sleep(0.05)
         return [ClusterNodeInfo.parse(line) for line in raw.splitlines() if line.strip()]
 
     def masters(self) -> list[ClusterNodeInfo]:
@@ -318,8 +333,8 @@ class LocalCluster:
 
         def promoted() -> str | None:
             try:
-                seen = {n.node_id: n for n in self.topology()}
-            except StopIteration:
+                seen = {n.node_id: n for n in self.topology(timeout_s=0)}
+            except (StopIteration, RedisUnavailable):
                 return None
             for replica in replicas:
                 now = seen.get(replica.node_id)
@@ -341,7 +356,10 @@ class LocalCluster:
             for node in self.nodes:
                 if not node.running:
                     continue
-                seen = [n for n in self.topology(node) if n.address == address]
+                try:
+                    seen = [n for n in self.topology(node, timeout_s=0) if n.address == address]
+                except RedisUnavailable:
+                    return False
                 if not seen or seen[0].failed or (seen[0].is_master and not seen[0].slots):
                     return False
             return True

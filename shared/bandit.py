@@ -542,18 +542,23 @@ async def stored_arms(redis: Redis, keys: Keys, channel: str) -> dict[str, ArmSt
 
 
 def bandit_factory(
-    redis: Redis, settings: BanditSettings, rng: np.random.Generator | None = None
+    redis: Redis,
+    settings: BanditSettings,
+    rng: np.random.Generator | None = None,
+    cls: type[ThompsonBandit] | None = None,
 ) -> Callable[[str], ThompsonBandit]:
     """One :class:`ThompsonBandit` per channel as ``settings`` configure it, built on first use.
 
     The orchestrator and the retro worker both use this, so they share arms, priors
-    and discount; ``rng`` makes draws reproducible.
+    and discount; ``rng`` makes draws reproducible; ``cls`` (a subclass, for the learning
+    benchmark's baselines) replaces :class:`ThompsonBandit`.
     """
     rng = rng if rng is not None else np.random.default_rng()
+    make = cls if cls is not None else ThompsonBandit
 
     @functools.cache
     def bandit(channel: str) -> ThompsonBandit:
-        return ThompsonBandit(
+        return make(
             redis,
             settings.keys,
             channel,

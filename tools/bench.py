@@ -25,6 +25,7 @@ from shared.redis_server import RedisServer
 from shared.settings import BaseServiceSettings
 from tools import bench_analytics, bench_orchestrator, bench_slow_clients
 from tools.bench_bandit import bench_bandit_regret
+from tools.bench_learning import bench_learning
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 PUBLISH_EVENTS = 200_000
@@ -155,6 +156,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "analytics-fanout": bench_analytics.bench_fanout,
     "slow-clients": bench_slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
+    "learning": bench_learning,
 }
 
 

@@ -63,12 +63,13 @@ TOTAL_UPDATES = "updates"
 UPDATE_SCRIPT = """
 -- KEYS[1] state hash; KEYS[2], KEYS[3] (update_once only) the token's applied marker
 -- and the channel's rewards hash (token -> reward)
--- ARGV: arm, reward, prior_alpha, prior_beta, discount, [marker TTL s, token]
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[6]) then
+-- ARGV: arm, reward, prior_alpha, prior_beta, discount, weight, [marker TTL s, token]
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then
   return 0
 end
 local arm, reward = ARGV[1], tonumber(ARGV[2])
 local prior_a, prior_b, gamma = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local weight = tonumber(ARGV[6])
 local function fmt(x) return string.format('%.17g', x) end
 if gamma < 1 then
   local flat = redis.call('HGETALL', KEYS[1])
@@ -83,12 +84,13 @@ if gamma < 1 then
 end
 local a = tonumber(redis.call('HGET', KEYS[1], arm .. ':alpha') or ARGV[3])
 local b = tonumber(redis.call('HGET', KEYS[1], arm .. ':beta') or ARGV[4])
-redis.call('HSET', KEYS[1], arm .. ':alpha', fmt(a + reward), arm .. ':beta', fmt(b + (1 - reward)))
+redis.call('HSET', KEYS[1], arm .. ':alpha', fmt(a + weight * reward),
+  arm .. ':beta', fmt(b + weight * (1 - reward)))
 redis.call('HINCRBY', KEYS[1], arm .. ':updates', 1)
 redis.call('HINCRBY', KEYS[1], 'updates', 1)
 if KEYS[3] then
-  redis.call('HSET', KEYS[3], ARGV[7], fmt(reward))
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[8], fmt(reward))
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 return 1
 """
@@ -143,6 +145,26 @@ def sample_arm(alpha: FloatArray, beta: FloatArray, rng: np.random.Generator) ->
     return argmax_random_ties(rng.beta(alpha, beta), rng)
 
 
+def evidence_weight(reward_sd: float) -> float:
+    """Beta pseudo-observations one reward is worth when rewards vary with sd ``reward_sd``.
+
+    A Beta(alpha, beta) posterior with mean m has variance about m (1 - m) / (alpha + beta);
+    n Gaussian observations with noise sd s give s^2 / n. Equal at m = 1/2 when every
+    reward adds ``0.25 / s^2`` to alpha + beta: the posterior is then as wide as the
+    evidence really is. ``reward_sd`` = 0.5 (a coin flip's sd) gives 1, the plain update.
+    """
+    return 0.25 / positive("reward_sd", reward_sd) ** 2
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An arm's estimated reward in reward units: posterior mean, its sd, rewards behind it."""
+
+    mean: float
+    sd: float
+    n: int
+
+
 def decay(values: FloatArray, prior: float, discount: float) -> FloatArray:
     """``prior + discount * (values - prior)``; an exact copy when ``discount`` is 1."""
     if discount >= 1.0:
@@ -159,20 +181,22 @@ def posterior_update(
     prior_alpha: float = 1.0,
     prior_beta: float = 1.0,
     discount: float = 1.0,
+    weight: float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """New (alpha, beta) after ``reward`` on ``arm``; the inputs are not modified.
 
     Every arm first decays toward the prior (:func:`decay`), then the pulled arm
-    gets ``alpha += reward`` and ``beta += 1 - reward``. ``arm`` and ``reward``
-    have the leading shape of ``alpha`` (scalars for a single bandit). Rewards
-    must lie in [0, 1] (ValueError otherwise).
+    gets ``alpha += weight * reward`` and ``beta += weight * (1 - reward)``
+    (``weight``: pseudo-observations one reward is worth, :func:`evidence_weight`).
+    ``arm`` and ``reward`` have the leading shape of ``alpha`` (scalars for a single
+    bandit). Rewards must lie in [0, 1] (ValueError otherwise).
     """
     rewards = np.asarray(reward, dtype=np.float64)
     if not np.all((rewards >= 0.0) & (rewards <= 1.0)):
         raise ValueError(f"rewards must be in [0, 1], got {reward!r}")
     hit = np.arange(alpha.shape[-1]) == np.asarray(arm)[..., None]
-    gained = np.where(hit, rewards[..., None], 0.0)
-    lost = np.where(hit, 1.0 - rewards[..., None], 0.0)
+    gained = np.where(hit, weight * rewards[..., None], 0.0)
+    lost = np.where(hit, weight * (1.0 - rewards[..., None]), 0.0)
     return (
         decay(alpha, prior_alpha, discount) + gained,
         decay(beta, prior_beta, discount) + lost,
@@ -199,6 +223,16 @@ class ArmState:
     def mean(self) -> float:
         """Posterior mean ``alpha / (alpha + beta)``: the expected reward of the arm."""
         return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def sd(self) -> float:
+        """Posterior standard deviation of the arm's expected reward."""
+        total = self.alpha + self.beta
+        return math.sqrt(self.alpha * self.beta / (total * total * (total + 1)))
+
+    def estimate(self) -> Estimate:
+        """Mean, sd and update count as an :class:`Estimate`."""
+        return Estimate(mean=self.mean, sd=self.sd, n=self.updates)
 
 
 class ArmSnapshot(BaseModel):
@@ -253,9 +287,11 @@ class ThompsonBandit:
         prior_alpha: float = 1.0,
         prior_beta: float = 1.0,
         discount: float = 1.0,
+        weight: float = 1.0,
         rng: np.random.Generator | None = None,
     ) -> None:
         self.arms: tuple[str, ...] = validate_arms(arms)
+        self.weight = positive("weight", weight)
         self.prior_alpha = positive("prior_alpha", prior_alpha)
         self.prior_beta = positive("prior_beta", prior_beta)
         if not 0.0 < discount <= 1.0:
@@ -313,6 +349,11 @@ class ThompsonBandit:
         raw = await self._redis.hgetall(self._key)
         fields = {as_text(name): as_text(value) for name, value in raw.items()}
         return {arm: self._arm_state(fields, arm) for arm in self.arms}
+
+    async def estimates(self) -> dict[str, Estimate]:
+        """Per arm, in arm order: the posterior mean reward, its standard deviation, and the
+        number of rewards (chunks) applied; for context summaries, the dashboard and reports."""
+        return {arm: state.estimate() for arm, state in (await self.state()).items()}
 
     async def ranking(self) -> list[str]:
         """Arms by posterior mean, best first (equal means keep the configured order)."""
@@ -426,7 +467,10 @@ class ThompsonBandit:
     def _update_args(self, arm: str, reward: float) -> list[str | float]:
         if arm not in self.arms:
             raise ValueError(f"unknown arm {arm!r}; arms are {', '.join(self.arms)}")
-        return [arm, check_reward(reward), self.prior_alpha, self.prior_beta, self.discount]
+        return [
+            arm, check_reward(reward), self.prior_alpha, self.prior_beta, self.discount,
+            self.weight,
+        ]  # fmt: skip
 
 
 def validate_arms(arms: Sequence[str]) -> tuple[str, ...]:
@@ -566,6 +610,7 @@ def bandit_factory(
             prior_alpha=settings.bandit_prior_alpha,
             prior_beta=settings.bandit_prior_beta,
             discount=settings.bandit_discount,
+            weight=evidence_weight(settings.bandit_reward_sd),
             rng=rng,
         )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -59,6 +60,15 @@ def segment_reward(
     return min(1.0, max(0.0, reward))
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a segment scored on its own: its exactly-once token and its window."""
+
+    token: str
+    start_ms: int
+    end_ms: int
+
+
 class SegmentScorer:
     """Turns ended segments into bandit updates (see module doc)."""
 
@@ -71,6 +81,7 @@ class SegmentScorer:
         min_segment_s: float,
         grace_s: float,
         state_path: str,
+        chunks: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -78,6 +89,7 @@ class SegmentScorer:
         self.min_segment_ms = int(min_segment_s * 1000)
         self.grace_ms = int(grace_s * 1000)
         self.state_path = state_path
+        self.chunks = chunks and self.min_segment_ms > 0
         self.scored = 0
         self._done: set[str] = set()  # segment ids known to be scored, to skip the Redis check
         self._waiting: dict[str, bool] = {}
@@ -100,30 +112,55 @@ class SegmentScorer:
         )
         self._waiting[channel] = False
         for segment in state.segments:
-            if segment.end_ms is None:
-                continue
-            if now < segment.end_ms + self.grace_ms:
+            if segment.end_ms is None and self.chunks:
+                self._waiting[channel] = True  # a running segment yields chunks as time passes
+            elif segment.end_ms is not None and now < segment.end_ms + self.grace_ms:
                 self._waiting[channel] = True
-                continue
-            if segment.end_ms - segment.start_ms < self.min_segment_ms:
-                continue
-            applied += await self._score(channel, segment, stream_start)
+            for chunk in self.ready_chunks(segment, int(now)):
+                applied += await self._score(channel, segment, chunk, stream_start)
         return applied
+
+    def ready_chunks(self, segment: Segment, now_ms: int) -> list[Chunk]:
+        """The pieces of ``segment`` that are final and past their grace at ``now_ms``.
+
+        Without chunks: the whole ended segment, if at least ``min_segment_s`` long. With
+        chunks of L = ``min_segment_s``: a segment lasting d >= L has floor(d / L) chunks, the
+        last one running to the segment's end (so it is L to 2L long); while the segment
+        runs, chunk k is final once it has lasted (k + 2) L. Chunk 0's token is the segment
+        id, chunk k's ``{segment id}:{k}``, so whoever scores it, whenever, the windows and
+        tokens are the same and each chunk is applied once.
+        """
+        start, end, length = segment.start_ms, segment.end_ms, self.min_segment_ms
+        if not self.chunks:
+            if end is None or end - start < length or now_ms < end + self.grace_ms:
+                return []
+            return [Chunk(segment.segment_id, start, end)]
+        count = ((end if end is not None else now_ms) - start) // length
+        known = count if end is not None else count - 1  # a running segment's last may grow
+        chunks: list[Chunk] = []
+        for k in range(max(0, known)):
+            chunk_end = end if end is not None and k == count - 1 else start + (k + 1) * length
+            if now_ms < chunk_end + self.grace_ms:
+                break
+            token = segment.segment_id if k == 0 else f"{segment.segment_id}:{k}"
+            chunks.append(Chunk(token, start + k * length, chunk_end))
+        return chunks
 
     def waiting(self, channel: str) -> bool:
         """True when the last pass left an ended segment waiting for its grace period."""
         return self._waiting.get(channel, False)
 
-    async def _score(self, channel: str, segment: Segment, stream_start_ms: int) -> int:
+    async def _score(
+        self, channel: str, segment: Segment, chunk: Chunk, stream_start_ms: int
+    ) -> int:
         bandit = self.bandits(channel)
-        activity, segment_id = segment.activity, segment.segment_id
+        activity, segment_id = segment.activity, chunk.token
         if activity not in bandit.arms or segment_id in self._done:
             return 0
         if await self.redis.exists(self.keys.bandit_applied(channel, segment_id)):
             self._done.add(segment_id)
             return 0
-        start, end = segment.start_ms, segment.end_ms
-        assert end is not None  # only ended segments are scored
+        start, end = chunk.start_ms, chunk.end_ms
         own = await segment_stats(self.redis, self.keys, channel, start, end)
         base = await segment_stats(self.redis, self.keys, channel, stream_start_ms, end)
         if own.mean_engagement is None or base.mean_engagement is None:

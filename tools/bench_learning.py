@@ -81,9 +81,9 @@ EPSILON = 0.1
 POLICIES = ("ours", "previous", "uniform", "epsilon", "mabwiser")
 PREVIOUS: dict[str, Any] = {
     "min_segment_s": 120.0,
-    "bandit_evidence_weight": 1.0,
+    "bandit_reward_sd": 0.5,
     "commit_segments": False,
-    "chunk_s": 0.0,
+    "score_chunks": False,
 }
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "learning-share.png"
 START = "2026-12-05T18:00:00Z"
@@ -258,7 +258,7 @@ async def one_stream(
     assert loop.scorer is not None
     retro = SegmentScorer(
         redis, keys, loop.scorer.bandits, min_segment_s=settings.min_segment_s, grace_s=0,
-        state_path=settings.bandit_state_path,
+        state_path=settings.bandit_state_path, chunks=settings.score_chunks,
     )  # fmt: skip
     await retro.score_ready(CHANNEL, sim.stream_id)
     return on_air, seen

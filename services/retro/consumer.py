@@ -99,6 +99,7 @@ class RetroHandler:
             min_segment_s=settings.min_segment_s,
             grace_s=0,
             state_path=settings.bandit_state_path,
+            chunks=settings.score_chunks,
         )
         consumer = settings.consumer_name or default_consumer_name()
         stdout = (out or sys.stdout) if settings.retro_print else None

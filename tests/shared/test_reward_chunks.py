@@ -119,4 +119,3 @@ async def test_online_chunks_then_racing_end_of_stream_passes_apply_each_chunk_o
     ]
     assert await bandit(keys).rewards(tokens) == await bandit(reference).rewards(tokens)
     assert len(await bandit(keys).rewards(tokens)) == 15
-

@@ -251,11 +251,13 @@ class Priors(BaseModel):
 
 
 class ChannelSnapshot(BaseModel):
-    """One channel in the JSON file: its arms, priors, discount and save time (RFC 3339)."""
+    """One channel in the JSON file: its arms, priors, discount, the evidence weight of one
+    reward (1 in files written before it was recorded) and save time (RFC 3339)."""
 
     arms: dict[str, ArmSnapshot]
     priors: Priors
     discount: float = Field(gt=0, le=1)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     saved_at: str
 
 
@@ -381,6 +383,7 @@ class ThompsonBandit:
             arms=arms,
             priors=Priors(alpha=self.prior_alpha, beta=self.prior_beta),
             discount=self.discount,
+            weight=self.weight,
             saved_at=format_ts(utc_now()),
         )
 

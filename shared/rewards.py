@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from shared.stream_summary import Segment, Timeline, segment_stats, timeline
 
 log = logging.getLogger("shared.rewards")
 APPLIED_TTL_S = 30 * 86_400
+RECENT_SCORED = 1000
 
 ENGAGEMENT_WEIGHT = 0.7
 REVENUE_WEIGHT = 0.3
@@ -50,12 +52,22 @@ def logistic(x: float) -> float:
     return exp / (1 + exp)
 
 
+def reward_parts(
+    engagement: float, revenue_per_hour: float, base_engagement: float, base_revenue_per_hour: float
+) -> tuple[float, float]:
+    """The engagement part and the revenue part of a reward, each in [0, 1] (module doc)."""
+    engagement_part = logistic((engagement - base_engagement) / ENGAGEMENT_SCALE)
+    revenue_part = logistic(math.log((revenue_per_hour + 1) / (base_revenue_per_hour + 1)))
+    return engagement_part, revenue_part
+
+
 def segment_reward(
     engagement: float, revenue_per_hour: float, base_engagement: float, base_revenue_per_hour: float
 ) -> float:
     """The reward of a segment against its baseline (see module doc), clamped to [0, 1]."""
-    engagement_part = logistic((engagement - base_engagement) / ENGAGEMENT_SCALE)
-    revenue_part = logistic(math.log((revenue_per_hour + 1) / (base_revenue_per_hour + 1)))
+    engagement_part, revenue_part = reward_parts(
+        engagement, revenue_per_hour, base_engagement, base_revenue_per_hour
+    )
     reward = ENGAGEMENT_WEIGHT * engagement_part + REVENUE_WEIGHT * revenue_part
     return min(1.0, max(0.0, reward))
 
@@ -67,6 +79,17 @@ class Chunk:
     token: str
     start_ms: int
     end_ms: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A reward this scorer applied, with its two parts (kept for measuring their noise)."""
+
+    activity: str
+    token: str
+    reward: float
+    engagement_part: float
+    revenue_part: float
 
 
 class SegmentScorer:
@@ -91,6 +114,7 @@ class SegmentScorer:
         self.state_path = state_path
         self.chunks = chunks and self.min_segment_ms > 0
         self.scored = 0
+        self.recent: deque[Scored] = deque(maxlen=RECENT_SCORED)
         self._done: set[str] = set()  # segment ids known to be scored, to skip the Redis check
         self._waiting: dict[str, bool] = {}
 
@@ -167,16 +191,18 @@ class SegmentScorer:
             self._done.add(segment_id)
             log.info("%s: %s holds no whole minute to measure; not scored", channel, segment_id)
             return 0
-        reward = segment_reward(
+        figures = (
             own.mean_engagement,
             own.revenue_per_hour_usd,
             base.mean_engagement,
             base.revenue_per_hour_usd,
         )
+        reward = segment_reward(*figures)
         self._done.add(segment_id)
         if not await bandit.update_once(activity, reward, segment_id, APPLIED_TTL_S):
             return 0
         self.scored += 1
+        self.recent.append(Scored(activity, segment_id, reward, *reward_parts(*figures)))
         log.info(
             "%s: scored %s (%s, %.0f s): reward %.3f",
             channel,

@@ -69,7 +69,7 @@ from shared.bandit import ThompsonBandit, bandit_factory
 from shared.events import ActivityChangedEvent, EventBase, parse_fields
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
-from shared.rewards import SegmentScorer
+from shared.rewards import Scored, SegmentScorer
 
 AUDIENCES = 24
 HOURS = 4
@@ -146,6 +146,8 @@ class Run:
     share_by_hour: list[float]
     on_air: list[str]
     rewards: list[tuple[str, float]] = field(default_factory=list)
+    parts: list[Scored] = field(default_factory=list)
+    best: str = ""
 
 
 def recording(kind: str, rewards: list[tuple[str, float]], seed: int) -> type[ThompsonBandit]:
@@ -231,7 +233,7 @@ def build(policy: str, redis: Redis, settings: OrchestratorSettings, run: Run) -
 
 async def one_stream(
     loop: DecisionLoop, redis: Redis, settings: OrchestratorSettings, sim: ChannelState,
-    rng: np.random.Generator, hours: float, seen: str,
+    rng: np.random.Generator, hours: float, seen: str, scored: list[Scored],
 ) -> tuple[list[str], str]:  # fmt: skip
     """One stream of ``hours`` in lock-step: the activity on air each tick, last lifecycle id."""
     keys = settings.keys
@@ -261,6 +263,7 @@ async def one_stream(
         state_path=settings.bandit_state_path, chunks=settings.score_chunks,
     )  # fmt: skip
     await retro.score_ready(CHANNEL, sim.stream_id)
+    scored.extend(retro.recent)
     return on_air, seen
 
 
@@ -297,7 +300,7 @@ async def run_policy(policy: str, seed: int, redis_url: str, hours: float) -> Ru
     redis = connect(redis_url)
     with tempfile.TemporaryDirectory() as folder:
         settings = policy_settings(policy, redis_url, os.path.join(folder, "bandit.json"))
-        run = Run(policy, seed, [], [])
+        run = Run(policy, seed, [], [], best=crowd.best)
         loop = build(policy, redis, settings, run)
         ingest = IngestSettings(_env_file=None)
         start = datetime.fromisoformat(START)
@@ -305,8 +308,10 @@ async def run_policy(policy: str, seed: int, redis_url: str, hours: float) -> Ru
         for day in range(2):
             rng = np.random.default_rng([SEED, seed, day])
             sim = new_state(crowd.scenario, ingest, CHANNEL, start + timedelta(days=day), rng)
-            on_air, seen = await one_stream(loop, redis, settings, sim, rng, hours, seen)
+            on_air, seen = await one_stream(loop, redis, settings, sim, rng, hours, seen, run.parts)
             run.on_air += on_air
+        assert loop.scorer is not None
+        run.parts.extend(loop.scorer.recent)
     await redis.flushdb()
     await redis.aclose()
     per_hour = int(3600 / TICK_S)
@@ -385,6 +390,36 @@ def table(runs: Sequence[Run], hours: float) -> list[str]:
     return lines
 
 
+def noise(runs: Sequence[Run], policy: str = "ours") -> list[str]:
+    """Measured noise of one chunk's reward and of each part, beside the signal to find.
+
+    Per audience and activity with at least 5 chunks: the standard deviation of the chunks'
+    rewards (and parts); the median over all of them. Signal: per audience, the best
+    activity's mean reward minus the runner-up's (activities with at least 5 chunks).
+    """
+    sds: dict[str, list[float]] = {"reward": [], "engagement part": [], "revenue part": []}
+    gaps = []
+    for run in (r for r in runs if r.policy == policy):
+        by_arm: dict[str, list[Scored]] = {}
+        for item in run.parts:
+            by_arm.setdefault(item.activity, []).append(item)
+        means = {}
+        for arm, items in by_arm.items():
+            if len(items) < 5:
+                continue
+            sds["reward"].append(float(np.std([i.reward for i in items], ddof=1)))
+            sds["engagement part"].append(float(np.std([i.engagement_part for i in items], ddof=1)))
+            sds["revenue part"].append(float(np.std([i.revenue_part for i in items], ddof=1)))
+            means[arm] = float(np.mean([i.reward for i in items]))
+        if run.best in means and len(means) > 1:
+            gaps.append(means[run.best] - max(v for a, v in means.items() if a != run.best))
+    lines = ["| measure (chunks of `ours`) | median |", "|---|---:|"]
+    lines += [f"| sd of one chunk's {name} | {np.median(v):.3f} |" for name, v in sds.items() if v]
+    if gaps:
+        lines.append(f"| best minus runner-up, mean reward | {np.median(gaps):.3f} |")
+    return lines
+
+
 def plot(runs: Sequence[Run], path: Path = PLOT) -> None:
     """Median share of each hour with the best activity on air, per policy."""
     import matplotlib
@@ -425,6 +460,8 @@ def bench_learning(
         f"Share = share of the hour with the best activity on air.",
         "",
         *table(runs, hours),
+        "",
+        *noise(runs),
         "",
         goals(runs, hours),
     ]

@@ -117,9 +117,16 @@ async def test_the_report_figure_by_figure(
     # gaming: 180 s, 19.8, 4/min, 21.00 over 3 min = 420/h, not an arm.
     talk_alpha, talk_beta = 1 + R_TALK + R_TALK2, 1 + (1 - R_TALK) + (1 - R_TALK2)
     qa_alpha, qa_beta = 1 + R_QA, 1 + (1 - R_QA)
-    prior = "0.500 Beta(1.00, 1.00)"
-    talk_after = f"{talk_alpha / 4:.3f} Beta({talk_alpha:.2f}, {talk_beta:.2f})"
-    qa_after = f"{qa_alpha / 3:.3f} Beta({qa_alpha:.2f}, {qa_beta:.2f})"
+
+    def shown(alpha: float, beta: float, chunks: int) -> str:
+        """Mean ± posterior sd (reward units), the chunks behind it, and the Beta."""
+        total = alpha + beta
+        sd = (alpha * beta / (total * total * (total + 1))) ** 0.5
+        return f"{alpha / total:.3f} ± {sd:.3f} ({chunks} chunks) Beta({alpha:.2f}, {beta:.2f})"
+
+    prior = "0.500 ± 0.289 (0 chunks) Beta(1.00, 1.00)"
+    talk_after = shown(talk_alpha, talk_beta, 2)
+    qa_after = shown(qa_alpha, qa_beta, 1)
     assert section(markdown, "Activities")[2:] == [
         f"| `talk` | 2 | 7m 00s | 46.7% | 17.3 | 2.00 | $214.29 | "
         f"{(R_TALK + R_TALK2) / 2:.3f} (2 scored) | {prior} | {talk_after} |",

@@ -140,10 +140,10 @@ class BanditSettings(BaseServiceSettings):
         description="Activities the bandit chooses among.",
     )
     min_segment_s: float = Field(
-        default=120.0,
+        default=180.0,
         ge=0,
-        description="Event-time seconds an activity stays on air before a switch; shorter "
-        "segments are not scored.",
+        description="Event-time seconds an activity stays on air before a switch (and the "
+        "length of a scored chunk); shorter segments are not scored.",
     )
     score_chunks: bool = Field(
         default=True,
@@ -153,7 +153,7 @@ class BanditSettings(BaseServiceSettings):
     bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
     bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
     bandit_reward_sd: float = Field(
-        default=0.13,
+        default=0.14,
         gt=0,
         le=0.5,
         description="Measured standard deviation of one chunk's reward; each reward counts as "

@@ -23,6 +23,8 @@ stream, is run as the retro runs it).
 Policies (same audiences, same seeds; only the choice of activity differs):
 
 - ``ours``: the orchestrator as configured by default;
+- ``discounted``: ours with ``BANDIT_DISCOUNT`` 0.99 (forgetting), to show what forgetting
+  costs where the best activity does not change;
 - ``previous``: the design before issue 14 (Beta update of weight 1, a fresh draw
   every 30 s once the 120 s dwell is over, whole segments scored);
 - ``uniform``: a uniformly random activity each segment;
@@ -39,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -71,14 +73,15 @@ from shared.redis_client import connect
 from shared.redis_server import RedisServer
 from shared.rewards import Scored, SegmentScorer
 
-AUDIENCES = 24
+AUDIENCES = 20
 HOURS = 4
 TICK_S = 30
 SEED = 20_261_205
 CHANNEL = "bench"
 DRIFT_EVERY_S = 900
 EPSILON = 0.1
-POLICIES = ("ours", "previous", "uniform", "epsilon", "mabwiser")
+POLICIES = ("ours", "discounted", "previous", "uniform", "epsilon", "mabwiser")
+DISCOUNTED: dict[str, Any] = {"bandit_discount": 0.99}
 PREVIOUS: dict[str, Any] = {
     "min_segment_s": 120.0,
     "bandit_reward_sd": 0.5,
@@ -204,7 +207,7 @@ def recording(kind: str, rewards: list[tuple[str, float]], seed: int) -> type[Th
 
 def policy_settings(policy: str, redis_url: str, state_path: str) -> OrchestratorSettings:
     """The orchestrator's settings for ``policy``: defaults, or the previous design's."""
-    overrides = PREVIOUS if policy == "previous" else {}
+    overrides = {"previous": PREVIOUS, "discounted": DISCOUNTED}.get(policy, {})
     fields = set(OrchestratorSettings.model_fields)
     return OrchestratorSettings(
         _env_file=None,
@@ -222,7 +225,7 @@ def build(policy: str, redis: Redis, settings: OrchestratorSettings, run: Run) -
         api_key="", model="m", activities=settings.activities, timeout_s=1, max_retries=0
     )
     loop = build_loop(redis, settings, advisor, rng=np.random.default_rng([SEED, run.seed, 1]))
-    kind = "ours" if policy == "previous" else policy
+    kind = "ours" if policy in ("previous", "discounted") else policy
     cls = recording(kind, run.rewards, run.seed)
     bandits = bandit_factory(redis, settings, np.random.default_rng([SEED, run.seed, 1]), cls)
     loop.orchestrator.bandits = bandits
@@ -390,33 +393,46 @@ def table(runs: Sequence[Run], hours: float) -> list[str]:
     return lines
 
 
+PARTS: dict[str, Callable[[Scored], float]] = {
+    "reward": lambda i: i.reward,
+    "engagement part": lambda i: i.engagement_part,
+    "revenue part": lambda i: i.revenue_part,
+}
+
+
 def noise(runs: Sequence[Run], policy: str = "ours") -> list[str]:
     """Measured noise of one chunk's reward and of each part, beside the signal to find.
 
     Per audience and activity with at least 5 chunks: the standard deviation of the chunks'
-    rewards (and parts); the median over all of them. Signal: per audience, the best
-    activity's mean reward minus the runner-up's (activities with at least 5 chunks).
+    reward (and of each part); the median over all of them. Signal: per audience, the best
+    activity's mean minus the runner-up's (by mean reward; activities with 5+ chunks).
     """
-    sds: dict[str, list[float]] = {"reward": [], "engagement part": [], "revenue part": []}
-    gaps = []
+    sds: dict[str, list[float]] = {name: [] for name in PARTS}
+    gaps: dict[str, list[float]] = {name: [] for name in PARTS}
     for run in (r for r in runs if r.policy == policy):
         by_arm: dict[str, list[Scored]] = {}
         for item in run.parts:
             by_arm.setdefault(item.activity, []).append(item)
-        means = {}
-        for arm, items in by_arm.items():
-            if len(items) < 5:
-                continue
-            sds["reward"].append(float(np.std([i.reward for i in items], ddof=1)))
-            sds["engagement part"].append(float(np.std([i.engagement_part for i in items], ddof=1)))
-            sds["revenue part"].append(float(np.std([i.revenue_part for i in items], ddof=1)))
-            means[arm] = float(np.mean([i.reward for i in items]))
-        if run.best in means and len(means) > 1:
-            gaps.append(means[run.best] - max(v for a, v in means.items() if a != run.best))
-    lines = ["| measure (chunks of `ours`) | median |", "|---|---:|"]
-    lines += [f"| sd of one chunk's {name} | {np.median(v):.3f} |" for name, v in sds.items() if v]
-    if gaps:
-        lines.append(f"| best minus runner-up, mean reward | {np.median(gaps):.3f} |")
+        arms = {arm: items for arm, items in by_arm.items() if len(items) >= 5}
+        for name, part in PARTS.items():
+            sds[name] += [float(np.std([part(i) for i in it], ddof=1)) for it in arms.values()]
+        means = {arm: float(np.mean([i.reward for i in it])) for arm, it in arms.items()}
+        others = [arm for arm in means if arm != run.best]
+        if run.best in means and others:
+            second = max(others, key=lambda arm: means[arm])
+            for name, part in PARTS.items():
+                best = np.mean([part(i) for i in arms[run.best]])
+                gaps[name].append(float(best - np.mean([part(i) for i in arms[second]])))
+    lines = [
+        f"| chunks of `{policy}` | sd of one chunk (median) | best minus runner-up (median) "
+        "| chunks to tell them apart at 2 sd |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in PARTS:
+        if sds[name] and gaps[name]:
+            sd, gap = float(np.median(sds[name])), float(np.median(gaps[name]))
+            needed = f"{(2 * sd / gap) ** 2 * 2:.0f}" if gap > 0 else "never"
+            lines.append(f"| {name} | {sd:.3f} | {gap:+.3f} | {needed} |")
     return lines
 
 

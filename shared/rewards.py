@@ -14,7 +14,10 @@ as the stream so far scores 0.5. Reasoning and tuning notes: ``docs/bandit.md``.
 
 :class:`SegmentScorer` applies them. A segment is scored when it has ended (a
 switch or ``stream_ended``), lasted at least ``min_segment_s``, and the channel's
-clock has passed its end by ``grace_s`` (so analytics has its late events). The
+clock has passed its end by ``grace_s`` (so analytics has its late events). With
+``chunks``, a long segment is scored in chunks of ``min_segment_s`` instead, each once
+(:meth:`SegmentScorer.ready_chunks`), so a long run of one activity keeps producing
+evidence. The
 update is ``ThompsonBandit.update_once`` keyed by the segment id: check and update
 are one Redis script, so whichever replica or service gets there first (the
 orchestrator online, the retro worker at the end of the stream) applies it, and

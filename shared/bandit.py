@@ -5,7 +5,8 @@ its expected reward. A reward is a number in [0, 1] (the orchestrator's score of
 one chunk; 0 and 1 are the Bernoulli case): it adds ``w r`` to alpha and
 ``w (1 - r)`` to beta, so one update always adds exactly ``w`` to ``alpha + beta``.
 ``w`` (:func:`evidence_weight`, from ``BANDIT_REWARD_SD``) makes the posterior as wide
-as a Gaussian mean's with the reward's measured noise; ``w = 1`` is the plain update. Choosing draws one sample per arm and takes the largest
+as a Gaussian mean's with the reward's measured noise; ``w = 1`` is the plain update.
+Choosing draws one sample per arm and takes the largest
 (Thompson sampling); ties, which only occur when samples round to 0 or 1, are
 broken at random.
 

@@ -241,3 +241,22 @@ async def test_the_html_page_holds_the_same_figures(
         ("gaming", ms(600), ms(780)),
         ("talk", ms(780), ms(900)),
     ]
+
+
+async def test_with_chunks_a_segment_shows_the_mean_reward_of_its_chunks(
+    redis: Redis, analytics: AnalyticsSettings, make_settings: Any, tmp_path: Path
+) -> None:
+    """Chunks of 60 s: talk [0, 300) is five chunks, each scored once; the report's reward of
+    the segment is their mean, and the arm rests on the chunks (q_and_a's 5, talk's 5 + 2)."""
+    settings = retro_settings(make_settings, tmp_path, score_chunks=True)
+    stored, _ = await report_of_recorded_stream(redis, analytics, settings)
+    bandit = ThompsonBandit(redis, settings.keys, "demo", settings.activities)
+    first = f"{STREAM}:{ms(0)}:talk"
+    tokens = [first] + [f"{first}:{k}" for k in range(1, 5)]
+    chunk_rewards = await bandit.rewards(tokens)
+    assert len(chunk_rewards) == 5
+    state = await bandit.state()
+    assert (state["talk"].updates, state["q_and_a"].updates) == (5 + 2, 5)
+    rows = {row["segment_id"]: row for row in json.loads(stored["report"])["segments"]}
+    mean = sum(chunk_rewards.values()) / 5
+    assert rows[first]["reward"] == pytest.approx(mean, abs=1e-12)

@@ -64,6 +64,18 @@ def reward_parts(
     return engagement_part, revenue_part
 
 
+def shrunk_revenue_per_hour(
+    revenue_usd: float, hours: float, base_per_hour: float, prior_hours: float
+) -> float:
+    """The window's revenue rate shrunk toward ``base_per_hour``: as if the window had
+    ``prior_hours`` more at the base rate. A single tip in a 3-minute chunk then moves the
+    rate by its amount / (0.05 h + prior_hours) instead of / 0.05 h; 0 gives the plain rate."""
+    total_hours = hours + prior_hours
+    if total_hours <= 0:
+        return 0.0
+    return (revenue_usd + base_per_hour * prior_hours) / total_hours
+
+
 def segment_reward(
     engagement: float, revenue_per_hour: float, base_engagement: float, base_revenue_per_hour: float
 ) -> float:
@@ -108,6 +120,7 @@ class SegmentScorer:
         grace_s: float,
         state_path: str,
         chunks: bool = False,
+        revenue_prior_s: float = 0.0,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -116,6 +129,7 @@ class SegmentScorer:
         self.grace_ms = int(grace_s * 1000)
         self.state_path = state_path
         self.chunks = chunks and self.min_segment_ms > 0
+        self.revenue_prior_h = revenue_prior_s / 3600
         self.scored = 0
         self.recent: deque[Scored] = deque(maxlen=RECENT_SCORED)
         self._done: set[str] = set()  # segment ids known to be scored, to skip the Redis check
@@ -196,7 +210,12 @@ class SegmentScorer:
             return 0
         figures = (
             own.mean_engagement,
-            own.revenue_per_hour_usd,
+            shrunk_revenue_per_hour(
+                own.revenue_usd,
+                own.duration_s / 3600,
+                base.revenue_per_hour_usd,
+                self.revenue_prior_h,
+            ),
             base.mean_engagement,
             base.revenue_per_hour_usd,
         )

@@ -150,6 +150,12 @@ class BanditSettings(BaseServiceSettings):
         description="Score a long run of one activity in chunks of MIN_SEGMENT_S, each once "
         "(false: one reward per segment, the design before issue 14).",
     )
+    reward_revenue_prior_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="A chunk's revenue rate is shrunk toward the stream's, as if it had this "
+        "many more seconds at the stream's rate, so one tip cannot swing a reward (0: its own).",
+    )
     bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
     bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
     bandit_reward_sd: float = Field(

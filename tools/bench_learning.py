@@ -87,6 +87,7 @@ PREVIOUS: dict[str, Any] = {
     "bandit_reward_sd": 0.5,
     "commit_segments": False,
     "score_chunks": False,
+    "reward_revenue_prior_s": 0.0,
 }
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "learning-share.png"
 START = "2026-12-05T18:00:00Z"
@@ -264,6 +265,7 @@ async def one_stream(
     retro = SegmentScorer(
         redis, keys, loop.scorer.bandits, min_segment_s=settings.min_segment_s, grace_s=0,
         state_path=settings.bandit_state_path, chunks=settings.score_chunks,
+        revenue_prior_s=settings.reward_revenue_prior_s,
     )  # fmt: skip
     await retro.score_ready(CHANNEL, sim.stream_id)
     scored.extend(retro.recent)

@@ -102,6 +102,7 @@ class RetroHandler:
             grace_s=0,
             state_path=settings.bandit_state_path,
             chunks=settings.score_chunks,
+            revenue_prior_s=settings.reward_revenue_prior_s,
         )
         consumer = settings.consumer_name or default_consumer_name()
         stdout = (out or sys.stdout) if settings.retro_print else None

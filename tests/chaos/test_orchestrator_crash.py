@@ -62,6 +62,7 @@ async def uninterrupted(redis: Redis, tmp_path: Path) -> tuple[object, object]:
             grace_s=0,
             state_path=str(tmp_path / "reference.json"),
             chunks=DEFAULTS.score_chunks,
+            revenue_prior_s=DEFAULTS.reward_revenue_prior_s,
         )
         assert await scorer.score_ready("demo") > 0
         return await bandit_state(redis, keys)

@@ -41,6 +41,7 @@ def start_retro(redis_url: str, prefix: str, port: int, tmp_path: Path) -> subpr
         "MIN_SEGMENT_S": "60",
         "SCORE_CHUNKS": "false",
         "BANDIT_REWARD_SD": "0.5",
+        "REWARD_REVENUE_PRIOR_S": "0",
         "CHANNELS": "demo",
     }
     return subprocess.Popen(

@@ -22,6 +22,7 @@ from services.orchestrator.loop import DecisionLoop
 from services.orchestrator.settings import OrchestratorSettings
 from shared import ops
 from shared.bandit import BanditStateError, bandit_factory
+from shared.exposure import guard_hosts
 from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.rewards import SegmentScorer
@@ -144,5 +145,6 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     """The orchestrator app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-orchestrator", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    guard_hosts(app, settings)
     app.include_router(ops.router)
     return app

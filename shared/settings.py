@@ -169,7 +169,7 @@ class BanditSettings(BaseServiceSettings):
         "(false: one reward per segment, the design before issue 14).",
     )
     reward_revenue_prior_s: float = Field(
-        default=900.0,
+        default=0.0,
         ge=0,
         description="A chunk's revenue rate is shrunk toward the stream's, as if it had this "
         "many more seconds at the stream's rate, so one tip cannot swing a reward (0: its own).",

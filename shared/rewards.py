@@ -144,7 +144,7 @@ class SegmentScorer:
         """
         if state is None:
             state = await timeline(self.redis, self.keys, channel, stream_id)
-        now = await self.redis.zscore(self.keys.analytics(channel).clock, "now")
+        now = await self._stream_now(channel, state)
         if now is None or not state.segments:
             return 0
         applied = 0
@@ -157,11 +157,11 @@ class SegmentScorer:
                 self._waiting[channel] = True  # a running segment yields chunks as time passes
             elif segment.end_ms is not None and now < segment.end_ms + self.grace_ms:
                 self._waiting[channel] = True
-            for chunk in self.ready_chunks(segment, int(now)):
+            for chunk in self.ready_chunks(segment, now):
                 applied += await self._score(channel, segment, chunk, stream_start)
         return applied
 
-    def ready_chunks(self, segment: Segment, now_ms: int) -> list[Chunk]:
+    def ready_chunks(self, segment: Segment, now_ms: float) -> list[Chunk]:
         """The pieces of ``segment`` that are final and past their grace at ``now_ms``.
 
         Without chunks: the whole ended segment, if at least ``min_segment_s`` long. With
@@ -176,7 +176,7 @@ class SegmentScorer:
             if end is None or end - start < length or now_ms < end + self.grace_ms:
                 return []
             return [Chunk(segment.segment_id, start, end)]
-        count = ((end if end is not None else now_ms) - start) // length
+        count = int(((end if end is not None else now_ms) - start) // length)
         known = count if end is not None else count - 1  # a running segment's last may grow
         chunks: list[Chunk] = []
         for k in range(max(0, known)):
@@ -186,6 +186,24 @@ class SegmentScorer:
             token = segment.segment_id if k == 0 else f"{segment.segment_id}:{k}"
             chunks.append(Chunk(token, start + k * length, chunk_end))
         return chunks
+
+    async def _stream_now(self, channel: str, state: Timeline) -> float | None:
+        """The clock to judge ``state``'s segments by: the channel's, or, for an ended
+        stream a later stream has replaced (the clock now belongs to that one, and may
+        be behind this stream's end), +inf: every one of its segments has ended.
+
+        Segment ids carry their stream's id and ``update_once`` is keyed by them, so
+        whatever the clocks say an ended stream's segment is scored at most once.
+        """
+        clock = self.keys.analytics(channel).clock
+        now, began = await self.redis.zmscore(clock, ["now", "started"])
+        replaced = (
+            state.ended_ms is not None
+            and began is not None
+            and state.started_ms is not None
+            and began > state.started_ms
+        )
+        return math.inf if replaced and now is not None else now
 
     def waiting(self, channel: str) -> bool:
         """True when the last pass left an ended segment waiting for its grace period."""

@@ -26,7 +26,7 @@ from shared.exposure import guard_hosts
 from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.rewards import SegmentScorer
-from shared.tasks import finish_tasks, start_task
+from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.orchestrator")
 STOP_TIMEOUT_S = 8.0
@@ -102,7 +102,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loop = build_loop(redis, settings, advisor)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
-    task = start_task("decisions", loop.run(stop))
+    supervisor = app.state.supervisor = Supervisor()
+    task = supervisor.start("decisions", lambda: loop.run(stop), stop)
     log.info(
         "orchestrator up as %s: channels %s, Claude %s",
         loop.leases.replica,

@@ -169,7 +169,7 @@ class BanditSettings(BaseServiceSettings):
         "(false: one reward per segment, the design before issue 14).",
     )
     reward_revenue_prior_s: float = Field(
-        default=0.0,
+        default=900.0,
         ge=0,
         description="A chunk's revenue rate is shrunk toward the stream's, as if it had this "
         "many more seconds at the stream's rate, so one tip cannot swing a reward (0: its own).",
@@ -177,7 +177,7 @@ class BanditSettings(BaseServiceSettings):
     bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
     bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
     bandit_reward_sd: float = Field(
-        default=0.14,
+        default=0.09,
         gt=0,
         le=0.5,
         description="Measured standard deviation of one chunk's reward; each reward counts as "

@@ -186,13 +186,31 @@ class BanditSettings(BaseServiceSettings):
         description="Activities the bandit chooses among.",
     )
     min_segment_s: float = Field(
-        default=120.0,
+        default=180.0,
         ge=0,
-        description="Event-time seconds an activity stays on air before a switch; shorter "
-        "segments are not scored.",
+        description="Event-time seconds an activity stays on air before a switch (and the "
+        "length of a scored chunk); shorter segments are not scored.",
+    )
+    score_chunks: bool = Field(
+        default=True,
+        description="Score a long run of one activity in chunks of MIN_SEGMENT_S, each once "
+        "(false: one reward per segment, the design before issue 14).",
+    )
+    reward_revenue_prior_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="A chunk's revenue rate is shrunk toward the stream's, as if it had this "
+        "many more seconds at the stream's rate, so one tip cannot swing a reward (0: its own).",
     )
     bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
     bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
+    bandit_reward_sd: float = Field(
+        default=0.09,
+        gt=0,
+        le=0.5,
+        description="Measured standard deviation of one chunk's reward; each reward counts as "
+        "0.25 / sd^2 Beta pseudo-observations (0.5: one, the plain update).",
+    )
     bandit_discount: float = Field(
         default=1.0, gt=0, le=1, description="Per-update decay of old evidence; 1 keeps all."
     )

@@ -82,6 +82,8 @@ def parse_advice(content: list[Any], activities: list[str], current: str) -> Adv
     for call in calls:
         reason = str(call.input.get("reason", ""))[:500]
         if call.name == "keep_activity":
+            if not current:
+                return "Claude kept an activity, but nothing is on air yet"
             return Advice("keep", current, reason, chat[:300])
         if call.name == "switch_activity":
             activity = str(call.input.get("activity", ""))

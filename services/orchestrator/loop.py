@@ -117,7 +117,7 @@ class DecisionLoop:
         now, lifecycle = await read_latest_lifecycle(self.redis, self.keys.analytics(channel))
         await self._score_if_changed(channel, lifecycle)
         state = stream_state(lifecycle)
-        if not now or not state.is_live or state.activity_since_ms is None:
+        if not now or not state.is_live or state.started_ms is None:
             return None
         interval_ms = int(self.settings.decision_interval_s * 1000)
         slot = [self.keys.orchestrator_on_air(channel)]
@@ -138,14 +138,22 @@ class DecisionLoop:
             self._scored_head[channel] = head
 
     async def _on_air(self, channel: str, state: StreamState) -> tuple[str, int]:
-        """What is on air and since when: our own last switch, or the stream's lifecycle."""
-        assert state.activity_since_ms is not None
+        """What is on air and since when: our own last switch, or the stream's lifecycle.
+
+        A stream that went live with no activity announced (Twitch's ``stream.online``
+        names none) has nothing on air since its start: ``("", started_ms)``, and the
+        decision made on it is the opening one (a switch, so ``activity_changed`` goes out).
+        """
+        assert state.started_ms is not None
         ours: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
             self.keys.orchestrator_on_air(channel)
         )
         since = int(ours.get("since_ms", -1))
-        if ours.get("stream_id") == state.stream_id and since > state.activity_since_ms:
+        ours_is_newer = state.activity_since_ms is None or since > state.activity_since_ms
+        if ours.get("stream_id") == state.stream_id and ours.get("activity") and ours_is_newer:
             return ours["activity"], since
+        if state.activity_since_ms is None:
+            return "", state.started_ms
         return state.activity, state.activity_since_ms
 
     async def record(self, decision: Decision, stream_id: str, since_ms: int) -> None:

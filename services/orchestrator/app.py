@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -11,7 +12,8 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from services.orchestrator.claude import ClaudeAdvisor
@@ -40,6 +42,7 @@ def advisor_for(settings: OrchestratorSettings) -> ClaudeAdvisor:
         timeout_s=settings.anthropic_timeout_s,
         max_retries=settings.anthropic_max_retries,
         base_url=settings.anthropic_base_url,
+        config_backoff_s=settings.anthropic_config_backoff_s,
     )
 
 
@@ -95,7 +98,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: OrchestratorSettings = app.state.settings
     started = time.monotonic()
     redis = app.state.redis = connect_settings(settings)
-    advisor = advisor_for(settings)
+    advisor = app.state.advisor = advisor_for(settings)
     loop = build_loop(redis, settings, advisor)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
@@ -142,5 +145,16 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     """The orchestrator app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-orchestrator", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+
+    @app.get("/healthz", summary="Process up, Redis reachable, and what Claude is doing")
+    async def healthz(request: Request) -> JSONResponse:
+        """:func:`shared.ops.healthz` plus ``claude``: on, off, or paused and the setting to fix.
+
+        A paused Claude does not make the service unhealthy: the bandit still decides.
+        """
+        answer = await ops.healthz(request)
+        body = json.loads(bytes(answer.body)) | {"claude": request.app.state.advisor.health()}
+        return JSONResponse(body, status_code=answer.status_code)
+
     app.include_router(ops.router)
     return app

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from services.orchestrator.claude import ClaudeAdvisor
+from services.orchestrator.claude_usage import Usage
 from services.orchestrator.context import MetricsReader, describe
 from shared.bandit import ThompsonBandit
 
@@ -41,10 +42,13 @@ class Decision:
     reason: str
     fallback: str = ""
     chat_message: str = ""
+    usage: Usage | None = None
+    """Tokens, latency and cost of the Claude call behind this decision, if one was made."""
 
     def fields(self) -> dict[str, str]:
-        """Flat string fields, as recorded on ``decisions:{channel}``."""
-        return {name: str(value) for name, value in asdict(self).items()}
+        """Flat string fields, as recorded on ``decisions:{channel}`` (usage when Claude ran)."""
+        flat = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "usage"}
+        return flat | (self.usage.fields() if self.usage else {})
 
 
 class Orchestrator:
@@ -72,20 +76,27 @@ class Orchestrator:
         if current and on_air_s < self.min_segment_s:
             why = f"{current} has been on air {on_air_s:.0f} s of at least {self.min_segment_s:.0f}"
             return made(current, "dwell", why)
-        fallback = "no Claude advisor"
+        fallback, usage = "no Claude advisor", None
         if self.advisor is not None:
             figures = await self.metrics.figures(channel) if self.metrics else None
-            advice, fallback = await self.advisor.advise(
-                describe(figures, suggestion, current), current
-            )
+            asked = await self.advisor.advise(describe(figures, suggestion, current), current)
+            advice, fallback, usage = asked.advice, asked.why_not, asked.usage
             if advice is not None:
                 return made(
-                    advice.activity, "claude", advice.reason, chat_message=advice.chat_message
+                    advice.activity,
+                    "claude",
+                    advice.reason,
+                    chat_message=advice.chat_message,
+                    usage=usage,
                 )
         if suggestion:
             log.info("%s: using the bandit's choice %s (%s)", channel, suggestion, fallback)
             return made(
-                suggestion, "bandit", f"bandit sampled {suggestion} highest", fallback=fallback
+                suggestion,
+                "bandit",
+                f"sampled {suggestion} highest",
+                fallback=fallback,
+                usage=usage,
             )
         return made(
             current or self.activities[0],
@@ -104,7 +115,7 @@ class _Maker:
     current: str
     suggestion: str
 
-    def __call__(self, activity: str, decided_by: Decider, reason: str, **extra: str) -> Decision:
+    def __call__(self, activity: str, decided_by: Decider, reason: str, **extra: Any) -> Decision:
         action: Literal["switch", "keep"] = "keep" if activity == self.current else "switch"
         return Decision(
             channel=self.channel,

@@ -27,7 +27,15 @@ class OrchestratorSettings(BanditSettings):
     anthropic_api_key: SecretStr = Field(
         default=SecretStr(""), description="Claude API key; empty runs on the bandit alone."
     )
-    anthropic_model: str = Field(default="claude-sonnet-5-5", description="Claude model.")
+    anthropic_model: str = Field(
+        default="claude-haiku-5-5",
+        description="Claude model; Haiku 5.5: fast and cheap for a 30 s loop (README).",
+    )
     anthropic_base_url: str = Field(default="", description="API base URL; empty: Anthropic's.")
-    anthropic_timeout_s: float = Field(default=8.0, gt=0, description="Per-request timeout.")
-    anthropic_max_retries: int = Field(default=2, ge=0, description="Retries on 429/5xx/timeouts.")
+    anthropic_timeout_s: float = Field(default=5.0, gt=0, description="Per-request timeout.")
+    anthropic_max_retries: int = Field(default=1, ge=0, description="Retries on 429/5xx/timeouts.")
+    anthropic_config_backoff_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Pause after a 4xx that will repeat (bad key/model); doubles up to 1 h.",
+    )

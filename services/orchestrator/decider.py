@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.claude_usage import Usage
-from services.orchestrator.context import MetricsReader, describe
+from services.orchestrator.context import MetricsReader, describe, render
 from shared.bandit import ThompsonBandit
 
 log = logging.getLogger("services.orchestrator.decider")
@@ -71,15 +71,16 @@ class Orchestrator:
 
     async def decide(self, channel: str, current: str, at_ms: int, on_air_s: float) -> Decision:
         """The decision for ``channel`` whose ``current`` activity has been on air ``on_air_s``."""
-        suggestion = await self.bandits(channel).select() if self.bandits else ""
+        bandit = self.bandits(channel) if self.bandits else None
+        suggestion = await bandit.select() if bandit else ""
         made = _Maker(channel, at_ms, current, suggestion)
         if current and on_air_s < self.min_segment_s:
             why = f"{current} has been on air {on_air_s:.0f} s of at least {self.min_segment_s:.0f}"
             return made(current, "dwell", why)
         fallback, usage = "no Claude advisor", None
         if self.advisor is not None:
-            figures = await self.metrics.figures(channel) if self.metrics else None
-            asked = await self.advisor.advise(describe(figures, suggestion, current), current)
+            context = await self._context(channel, current, at_ms, on_air_s, suggestion, bandit)
+            asked = await self.advisor.advise(context, current)
             advice, fallback, usage = asked.advice, asked.why_not, asked.usage
             if advice is not None:
                 return made(
@@ -104,6 +105,28 @@ class Orchestrator:
             "no bandit: keeping the activity on air",
             fallback=fallback,
         )
+
+    async def _context(
+        self,
+        channel: str,
+        current: str,
+        at_ms: int,
+        on_air_s: float,
+        suggestion: str,
+        bandit: ThompsonBandit | None,
+    ) -> str:
+        """Claude's situation report; the basic context without a metrics reader."""
+        if self.metrics is None:
+            return describe(None, suggestion, current)
+        situation = await self.metrics.situation(
+            channel,
+            current=current,
+            on_air_s=on_air_s,
+            at_ms=at_ms,
+            suggestion=suggestion,
+            bandit=bandit,
+        )
+        return render(situation)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from services.orchestrator.chat import TwitchChat
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.context import MetricsReader
 from services.orchestrator.decider import Orchestrator
@@ -51,6 +52,7 @@ def build_loop(
     settings: OrchestratorSettings,
     advisor: ClaudeAdvisor,
     rng: np.random.Generator | None = None,
+    chat: TwitchChat | None = None,
 ) -> DecisionLoop:
     """The decision loop with every collaborator wired from ``settings``."""
     bandits = bandit_factory(redis, settings, rng)
@@ -71,7 +73,8 @@ def build_loop(
     )
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     leases = ChannelLeases(redis, settings.keys, replica, settings.lease_ttl_ms)
-    return DecisionLoop(redis, settings, orchestrator, Publisher(redis, settings), leases, scorer)
+    publisher = Publisher(redis, settings)
+    return DecisionLoop(redis, settings, orchestrator, publisher, leases, scorer, chat)
 
 
 async def seed_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> None:
@@ -99,21 +102,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     started = time.monotonic()
     redis = app.state.redis = connect_settings(settings)
     advisor = app.state.advisor = advisor_for(settings)
-    loop = build_loop(redis, settings, advisor)
+    chat = TwitchChat(settings)
+    loop = build_loop(redis, settings, advisor, chat=chat)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
-    task = start_task("decisions", loop.run(stop))
+    tasks = [start_task("decisions", loop.run(stop))]
+    if chat.enabled:
+        tasks.append(start_task("chat", chat.run(stop)))
     log.info(
-        "orchestrator up as %s: channels %s, Claude %s",
+        "orchestrator up as %s: channels %s, Claude %s, Twitch chat %s",
         loop.leases.replica,
         ",".join(settings.channels),
         settings.anthropic_model if advisor.enabled else "off",
+        "on" if chat.enabled else "off (no TWITCH_* settings)",
     )
     try:
         yield
     finally:
         stop.set()
-        await finish_tasks([task], STOP_TIMEOUT_S)
+        await finish_tasks(tasks, STOP_TIMEOUT_S)
+        await chat.close()
         await _save_bandits(loop, settings)
         await advisor.close()
         await redis.aclose()

@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from services.orchestrator.chat import TwitchChat
 from services.orchestrator.decider import Decision, Orchestrator
 from services.orchestrator.lease import ChannelLeases
 from services.orchestrator.settings import OrchestratorSettings
@@ -48,6 +49,7 @@ class DecisionLoop:
         publisher: Publisher,
         leases: ChannelLeases,
         scorer: SegmentScorer | None = None,
+        chat: TwitchChat | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -56,6 +58,7 @@ class DecisionLoop:
         self.publisher = publisher
         self.leases = leases
         self.scorer = scorer
+        self.chat = chat
         self.decisions = 0
         self._claim_slot = redis.register_script(CLAIM_SLOT)
         self._scored_head: dict[str, tuple[str, float] | None] = {}
@@ -157,7 +160,8 @@ class DecisionLoop:
         return state.activity, state.activity_since_ms
 
     async def record(self, decision: Decision, stream_id: str, since_ms: int) -> None:
-        """Remember what is on air, log the decision, publish ``activity_changed`` on a switch."""
+        """Remember what is on air, log the decision, offer its chat line to Twitch (never
+        waiting on it), publish ``activity_changed`` on a switch."""
         on_air_since = decision.at_ms if decision.action == "switch" else since_ms
         await self.redis.hset(
             self.keys.orchestrator_on_air(decision.channel),
@@ -175,6 +179,8 @@ class DecisionLoop:
             approximate=True,
         )
         self.decisions += 1
+        if self.chat is not None and decision.chat_message:
+            self.chat.offer(decision.channel, decision.chat_message)
         if decision.action == "switch":
             await self.publisher.publish(switch_event(decision, stream_id))
         log.info(

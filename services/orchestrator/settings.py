@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import BanditSettings
+from shared.settings import BanditSettings, TwitchApiSettings
 
 
-class OrchestratorSettings(BanditSettings):
-    """The decision loop, the bandit, Claude, and the per-channel leases."""
+class OrchestratorSettings(BanditSettings, TwitchApiSettings):
+    """The decision loop, the bandit, Claude, the per-channel leases, the chat line."""
 
     orchestrator_port: int = Field(default=8002, description="HTTP port: health and metrics.")
     decision_interval_s: float = Field(
@@ -38,4 +38,12 @@ class OrchestratorSettings(BanditSettings):
         default=300.0,
         gt=0,
         description="Pause after a 4xx that will repeat (bad key/model); doubles up to 1 h.",
+    )
+    twitch_chat_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Least real time between two chat lines sent (Twitch: 20 per 30 s).",
+    )
+    twitch_chat_queue_max: int = Field(
+        default=20, ge=1, description="Chat lines waiting to be sent; beyond, the oldest drop."
     )

@@ -24,14 +24,15 @@ from services.analytics.consumer import MetricsHandler
 from services.analytics.settings import AnalyticsSettings
 from services.ingest.settings import IngestSettings
 from services.ingest.twitch_source import TwitchSource
-from services.orchestrator.app import build_loop
-from services.orchestrator.claude import ClaudeAdvisor
+from services.orchestrator.app import advisor_for, build_loop
+from services.orchestrator.chat import TwitchChat
 from services.orchestrator.settings import OrchestratorSettings
 from shared.clock import utc_now
 from shared.consumer import ConsumerRunner
 from tests.ingest import twitch_double as tw
 from tests.ingest.test_twitch_source import SUBSCRIBED_TYPES, buffered
 from tests.ingest.twitch_double import TwitchDouble, example_event, rfc3339
+from tests.orchestrator.anthropic_double import AnthropicDouble, anthropic_double, tool_use
 from tests.retro.helpers import retro_settings, running, until
 
 CHANNEL = tw.BROADCASTER_LOGIN
@@ -48,6 +49,17 @@ async def in_task(run: Callable[[asyncio.Event], Any]) -> AsyncIterator[None]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def claude() -> AsyncIterator[AnthropicDouble]:
+    """Claude opens with music and greets chat, then keeps it (a switch to what is on air)."""
+    async with anthropic_double() as running_:
+        running_.default = tool_use(
+            ("send_chat", {"message": "Music first, chat!"}),
+            ("switch_activity", {"activity": "music", "reason": "warm up the room"}),
+        )
+        yield running_
 
 
 @pytest.fixture
@@ -78,7 +90,11 @@ async def chat(double: TwitchDouble, text: str) -> None:
 
 
 async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exact_report(
-    redis: Redis, make_settings: Callable[..., Any], double: TwitchDouble, tmp_path: Path
+    redis: Redis,
+    make_settings: Callable[..., Any],
+    double: TwitchDouble,
+    claude: AnthropicDouble,
+    tmp_path: Path,
 ) -> None:
     ingest: IngestSettings = make_settings(
         IngestSettings,
@@ -91,6 +107,9 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
     )
     orchestrator: OrchestratorSettings = make_settings(
         OrchestratorSettings,
+        **twitch_settings(double) | {"twitch_user_token": tw.BOT_TOKEN},
+        anthropic_api_key="test-key",
+        anthropic_base_url=claude.url,
         channels=CHANNEL,
         decision_interval_s=1.0,
         min_segment_s=0.5,
@@ -104,16 +123,16 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
     metrics = ConsumerRunner(
         redis, analytics, ANALYTICS_GROUP, MetricsHandler(analytics.keys, analytics.state_ttl_s)
     )
-    no_claude = ClaudeAdvisor(
-        api_key="", model="m", activities=orchestrator.activities, timeout_s=1, max_retries=0
-    )
-    loop = build_loop(redis, orchestrator, no_claude)
+    advisor = advisor_for(orchestrator)
+    voice = TwitchChat(orchestrator)
+    loop = build_loop(redis, orchestrator, advisor, chat=voice)
     decisions = orchestrator.keys.decisions(CHANNEL)
 
     async with (
         in_task(source.run),
         in_task(metrics.run),
         in_task(loop.run),
+        in_task(voice.run),
         running(redis, retro) as (retro_runner, _, _),
     ):
         await double.wait_for_subscribed_session(SUBSCRIBED_TYPES, timeout_s=5)
@@ -129,6 +148,7 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
             "",
             STREAM_ID,
         )
+        assert (opening["activity"], opening["decided_by"]) == ("music", "claude")
         # Chat counts are kept per second; the stream's first, partial second is not
         # counted (shared/stream_summary.py), so the chat starts in the next one.
         await asyncio.sleep(1.05 - started.microsecond / 1e6)
@@ -147,9 +167,14 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
     assert report["complete"] == "1", markdown
     assert "| chat messages | 7 |" in markdown
     assert f"| `{opening['activity']}` |" in markdown, "the opening activity is a segment"
+    await advisor.close()
+    await voice.close()
     recorded = [fields for _, fields in await redis.xrange(decisions)]
     assert {fields["stream_id"] for fields in recorded} == {STREAM_ID}
-    assert all(fields["decided_by"] in {"bandit", "dwell"} for fields in recorded)
+    assert {fields["decided_by"] for fields in recorded} <= {"claude", "dwell"}
+    said = [m["message"] for m in double.chat_messages]
+    assert said and set(said) == {"Music first, chat!"}, "Claude's line reached Twitch chat"
+    assert all(m["sender_id"] == tw.BOT_ID for m in double.chat_messages)
 
 
 async def _count_at_least(redis: Redis, key: str, count: int) -> bool:

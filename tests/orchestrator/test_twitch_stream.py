@@ -136,11 +136,11 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
         running(redis, retro) as (retro_runner, _, _),
     ):
         await double.wait_for_subscribed_session(SUBSCRIBED_TYPES, timeout_s=5)
-        started = utc_now()
-        double.set_live(STREAM_ID, viewers=25, started_at=started)
+        double.set_live(STREAM_ID, viewers=25, started_at=utc_now())
         await double.notify(
             "stream.online", example_event("stream.online", id=STREAM_ID, started_at=rfc3339())
         )
+        await chat(double, "first!")
         await until(lambda: redis.xlen(decisions), within=10)
         [(_, opening)] = await redis.xrange(decisions, count=1)
         assert (opening["action"], opening["previous"], opening["stream_id"]) == (
@@ -149,10 +149,8 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
             STREAM_ID,
         )
         assert (opening["activity"], opening["decided_by"]) == ("music", "claude")
-        # Chat counts are kept per second; the stream's first, partial second is not
-        # counted (shared/stream_summary.py), so the chat starts in the next one.
-        await asyncio.sleep(1.05 - started.microsecond / 1e6)
-        for n in range(7):
+        # The first message lands within the stream's first (partial) second: it counts.
+        for n in range(6):
             await chat(double, f"hello {n}")
             await asyncio.sleep(0.3)
         await until(lambda: _count_at_least(redis, decisions, 3), within=10)

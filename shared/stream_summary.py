@@ -20,7 +20,8 @@ Conventions:
   the range its start falls in, except that a stream's first second is the
   stream's, so counts are exact when bounds are whole seconds and a message at
   the start instant always counts); chatters per minute (a chatter counts in
-  every range overlapping a minute they wrote in); paid events, viewer samples and lifecycle to the ms.
+  every range overlapping a minute they wrote in); paid events, viewer samples
+  and lifecycle to the ms.
 * Money is summed in integer cents and reported in USD rounded to cents.
 
 Reads: a timeline is one MULTI (clock + lifecycle); the figures of a range are one

@@ -23,7 +23,7 @@ from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
 from shared.settings import BaseServiceSettings
-from tools import bench_analytics, bench_orchestrator, bench_slow_clients
+from tools import bench_analytics, bench_claude, bench_orchestrator, bench_slow_clients
 from tools.bench_bandit import bench_bandit_regret
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -155,6 +155,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "analytics-fanout": bench_analytics.bench_fanout,
     "slow-clients": bench_slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
+    "orchestrator-claude": bench_claude.bench_claude,
 }
 
 

@@ -13,9 +13,10 @@ migration guides and tool-use docs), so a client regression fails a test:
 
 A valid request is answered by the next scripted reply (a tool-use message, plain
 text, a refusal, an error status with Anthropic's error body, or a stall), after
-``latency_s`` when set. ``usage`` is counted roughly (about 3.5 characters a token)
-with prompt caching: a ``cache_control`` prefix at least the model's minimum is
-written once, then read while it lives (5 minutes). Requests are recorded.
+``latency_s`` when set (a number, or a function drawing one per request).
+``usage`` is counted roughly (about 3.5 characters a token) with prompt caching:
+a ``cache_control`` prefix at least the model's minimum is written once, then
+read while it lives (5 minutes). Requests are recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,7 @@ def tokens(value: Any) -> int:
 class AnthropicDouble:
     """Serves scripted replies to valid requests; ``requests`` holds every JSON body."""
 
-    def __init__(self, latency_s: float = 0.0) -> None:
+    def __init__(self, latency_s: float | Callable[[], float] = 0.0) -> None:
         self.replies: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
         self.url = ""
@@ -150,8 +151,9 @@ class AnthropicDouble:
     async def handle(self, request: web.Request) -> web.Response:
         body = json.loads(await request.read())
         self.requests.append(body)
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        delay = self.latency_s() if callable(self.latency_s) else self.latency_s
+        if delay:
+            await asyncio.sleep(delay)
         reply = broken_rule(body)
         if reply is None:
             reply = self.replies.pop(0) if self.replies else self.default or error(500, "api_error")
@@ -188,7 +190,9 @@ class AnthropicDouble:
 
 
 @contextlib.asynccontextmanager
-async def anthropic_double(latency_s: float = 0.0) -> AsyncIterator[AnthropicDouble]:
+async def anthropic_double(
+    latency_s: float | Callable[[], float] = 0.0,
+) -> AsyncIterator[AnthropicDouble]:
     """Run the double on 127.0.0.1; ``double.url`` is its base URL."""
     double = AnthropicDouble(latency_s)
     app = web.Application()

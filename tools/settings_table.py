@@ -65,6 +65,22 @@ COMPOSE_ONLY: list[tuple[str, str, str]] = [
         "Host address docker compose publishes the dashboard's port on; 0.0.0.0 for every "
         "interface (then set DASHBOARD_TOKEN).",
     ),
+    (
+        "PROMETHEUS_PORT",
+        "9090",
+        "Host port of Prometheus in the compose profile `monitoring` (on PUBLISH_ADDRESS).",
+    ),
+    (
+        "GRAFANA_PORT",
+        "3000",
+        "Host port of Grafana in the compose profile `monitoring` (on PUBLISH_ADDRESS).",
+    ),
+    (
+        "GRAFANA_ADMIN_PASSWORD",
+        "admin",
+        "Password of Grafana's admin user in the profile `monitoring`; change it before "
+        "publishing Grafana beyond loopback.",
+    ),
 ]
 
 

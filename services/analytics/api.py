@@ -46,34 +46,12 @@ class ChannelMetrics(BaseModel):
     version: int = Field(0, description="events applied when these figures were computed")
 
 
-class ChannelInfo(BaseModel):
-    """A channel this server serves."""
-
-    channel: str
-    is_live: bool
-    current_activity: str
-
-
 def known_channel(request: Request, channel: str) -> str:
     """``channel`` lower-cased, or 404 when it is not in ``CHANNELS``."""
     settings: AnalyticsSettings = request.app.state.settings
     if channel.lower() not in settings.channels:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {channel!r}")
     return channel.lower()
-
-
-@router.get("/channels", summary="Channels served")
-async def channels(request: Request) -> list[ChannelInfo]:
-    """Every channel in ``CHANNELS`` with whether it is live."""
-    out = []
-    for channel in request.app.state.settings.channels:
-        figures = await read_metrics(request, channel)
-        out.append(
-            ChannelInfo(
-                channel=channel, is_live=figures.is_live, current_activity=figures.current_activity
-            )
-        )
-    return out
 
 
 @router.get("/channels/{channel}/metrics", summary="Live figures of a channel")

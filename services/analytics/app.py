@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.analytics import api, retros, socket
+from services.analytics import api, overview, retros, socket
 from services.analytics.auth import require_token
 from services.analytics.broadcaster import Broadcaster
 from services.analytics.consumer import GROUP, MetricsHandler
@@ -85,6 +85,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             allow_headers=["Authorization"],
         )
     app.include_router(ops.router)
+    app.include_router(overview.router)
     app.include_router(api.router)
     app.include_router(retros.router)
     app.include_router(socket.router)

@@ -224,6 +224,7 @@ async def test_loads_clean_and_local_with_data(watched: Watched, harness: PageHa
         assert assets == {
             "/static/dashboard.css",
             "/static/dashboard.js",
+            "/static/picker.js",
             "/static/vendor/chart.umd.min.js",
             "/static/vendor/chartjs-adapter-date-fns.bundle.min.js",
         }

@@ -102,7 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     started = time.monotonic()
     redis = app.state.redis = connect_settings(settings)
     advisor = app.state.advisor = advisor_for(settings)
-    chat = TwitchChat(settings)
+    chat = app.state.chat = TwitchChat(settings)
     loop = build_loop(redis, settings, advisor, chat=chat)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
@@ -156,12 +156,17 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
     @app.get("/healthz", summary="Process up, Redis reachable, and what Claude is doing")
     async def healthz(request: Request) -> JSONResponse:
-        """:func:`shared.ops.healthz` plus ``claude``: on, off, or paused and the setting to fix.
+        """:func:`shared.ops.healthz` plus ``claude`` (on, off, or paused and the setting to
+        fix) and ``twitch_chat`` (off, or on with lines sent and the last failure).
 
-        A paused Claude does not make the service unhealthy: the bandit still decides.
+        Neither makes the service unhealthy: the bandit still decides without them.
         """
         answer = await ops.healthz(request)
-        body = json.loads(bytes(answer.body)) | {"claude": request.app.state.advisor.health()}
+        state = request.app.state
+        body = json.loads(bytes(answer.body)) | {
+            "claude": state.advisor.health(),
+            "twitch_chat": state.chat.health(),
+        }
         return JSONResponse(body, status_code=answer.status_code)
 
     app.include_router(ops.router)

@@ -68,6 +68,7 @@ class TwitchChat:
         self.ready = asyncio.Event()
         self.login = ""
         self.sent = 0
+        self.last_failure = ""
         self._last_send = -float("inf")
 
     def offer(self, channel: str, line: str) -> None:
@@ -104,15 +105,25 @@ class TwitchChat:
             outcome = await self.send(line, stop)
         except ChatFailed as failed:
             LINES.labels("failed").inc()
+            self.last_failure = str(failed)
             log.error("%s: chat line not sent: %s", channel, failed)
         except httpx.HTTPError as error:
             LINES.labels("failed").inc()
+            self.last_failure = f"Twitch unreachable: {error!r}"
             log.warning("%s: chat line not sent, Twitch unreachable: %r", channel, error)
         else:
             LINES.labels(outcome).inc()
             if outcome == "sent":
                 self.sent += 1
+                self.last_failure = ""
                 log.info("%s: said in chat: %s", channel, line)
+
+    def health(self) -> dict[str, object]:
+        """What ``/healthz`` says of the chat line: off, or on with the last failure."""
+        if not self.enabled:
+            return {"status": "off", "detail": "no TWITCH_* settings: lines are not posted"}
+        detail = {"status": "on", "sent": self.sent, "queued": len(self.queue)}
+        return detail | ({"last_failure": self.last_failure} if self.last_failure else {})
 
     async def send(self, line: str, stop: asyncio.Event | None = None) -> str:
         """Post one line: ``sent`` or ``dropped``; ChatFailed says why it could not be."""

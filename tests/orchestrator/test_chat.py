@@ -75,6 +75,7 @@ async def test_a_line_reaches_the_channel_as_the_bot(make_settings, double: Twit
         }
     ]
     assert chat.sent == 1
+    assert chat.health() == {"status": "on", "sent": 1, "queued": 0}
 
 
 async def test_without_twitch_settings_nothing_is_queued(make_settings) -> None:
@@ -109,6 +110,8 @@ async def test_a_token_without_the_chat_scope_fails_and_says_which_scope(
         chat.offer(CHANNEL, "hi")
         await until(lambda: "user:write:chat" in caplog.text)
     assert not double.chat_messages
+    health = chat.health()
+    assert health["status"] == "on" and "Missing scope" in str(health["last_failure"])
 
 
 async def test_a_dropped_line_is_reported_as_dropped(make_settings, double: TwitchDouble) -> None:

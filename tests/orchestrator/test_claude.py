@@ -276,3 +276,4 @@ async def test_healthz_names_the_setting_to_fix_while_claude_is_paused(
     assert answer.status_code == 200, "the bandit still decides"
     claude = answer.json()["claude"]
     assert claude["status"] == "paused" and "fix ANTHROPIC_MODEL" in claude["detail"]
+    assert answer.json()["twitch_chat"]["status"] == "off"

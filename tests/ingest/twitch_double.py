@@ -46,7 +46,9 @@ CHAT_LIMIT = 20
 CHAT_WINDOW_S = 30.0
 """Send Chat Message: 500 characters; 20 messages per 30 s for a sender who is not a mod."""
 BOT_TOKEN = "bottoken000000000000000000000"
-"""A user token of the bot account with the scopes for reading and sending chat."""
+BOT_REFRESH_TOKEN = "botrefresh00000000000000000000"
+BOT_SCOPES = ["user:read:chat", CHAT_WRITE_SCOPE]
+"""A user token (and its refresh token) of the bot account, to read and send chat."""
 USER_TOKEN_SCOPES = [
     "user:read:chat",
     "channel:read:subscriptions",
@@ -163,7 +165,8 @@ class TwitchDouble:
         self._tasks: set[asyncio.Task[None]] = set()
         self._counter = itertools.count(1)
         self.add_user_token(USER_TOKEN, BROADCASTER_ID)
-        self.add_user_token(BOT_TOKEN, BOT_ID, scopes=["user:read:chat", CHAT_WRITE_SCOPE])
+        self.add_user_token(BOT_TOKEN, BOT_ID, scopes=BOT_SCOPES)
+        self.refresh_tokens[BOT_REFRESH_TOKEN] = BOT_ID
 
     @classmethod
     @asynccontextmanager
@@ -396,12 +399,13 @@ class TwitchDouble:
     def _refreshed(self, user_id: str) -> web.Response:
         self.refreshes += 1
         token = f"usertoken{next(self._counter):021d}"
-        self.add_user_token(token, user_id)
+        scopes = BOT_SCOPES if user_id == BOT_ID else USER_TOKEN_SCOPES
+        self.add_user_token(token, user_id, scopes=scopes)
         body = {
             "access_token": token,
-            "refresh_token": REFRESH_TOKEN,
+            "refresh_token": BOT_REFRESH_TOKEN if user_id == BOT_ID else REFRESH_TOKEN,
             "expires_in": 14_400,
-            "scope": USER_TOKEN_SCOPES,
+            "scope": scopes,
             "token_type": "bearer",
         }
         return web.json_response(body)

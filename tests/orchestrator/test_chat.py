@@ -151,3 +151,22 @@ async def test_helix_errors_are_failures_that_say_what_to_fix(
         await chat.send("hi")
     await chat.close()
     assert "TWITCH_USER_TOKEN" in str(failed.value)
+
+
+async def test_an_expired_token_is_refreshed_once_and_the_line_goes_out(
+    make_settings, double: TwitchDouble
+) -> None:
+    expired = "expiredtoken00000000000000000"
+    chat = TwitchChat(
+        chat_settings(
+            make_settings,
+            double,
+            twitch_user_token=expired,
+            twitch_refresh_token=tw.BOT_REFRESH_TOKEN,
+        )
+    )
+    assert await chat.send("still here") == "sent"
+    assert await chat.send("and again") == "sent"
+    await chat.close()
+    assert double.refreshes == 1 and chat.token != expired
+    assert [m["message"] for m in double.chat_messages] == ["still here", "and again"]

@@ -10,7 +10,8 @@
 # Dependencies come from pyproject.toml alone, in layers that stay cached until it
 # changes; the code is a small layer on top. Two build stages make wheels; the image
 # itself has no compiler, no pip cache, no source tree: only the installed packages
-# (with the dashboard's static files and the simulator's scenarios as package data).
+# (with the dashboard's static files, the vendored browser libraries of shared/vendor, the
+# report page's assets and the simulator's scenarios as package data).
 
 ARG PYTHON_IMAGE=python:3.12-slim
 

@@ -6,12 +6,28 @@ simulated stream at N x speed or a replay looks to them like a live one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 def utc_now() -> datetime:
     """The current wall-clock time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """``moment`` as whole epoch milliseconds (exact: integer arithmetic, no float seconds).
+
+    Sub-millisecond parts are dropped; an event's ``ts`` has none to drop.
+    """
+    return (as_utc(moment) - EPOCH) // MILLISECOND
+
+
+def from_epoch_ms(at_ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (exact, the inverse of :func:`epoch_ms`)."""
+    return EPOCH + at_ms * MILLISECOND
 
 
 def format_ts(moment: datetime) -> str:

@@ -48,9 +48,9 @@ from shared.events import (
     parse_fields,
 )
 from shared.keys import Stream
+from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
-from shared.waiting import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,6 @@ DEAD_LETTERED = Counter(
     "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
 )
 LAG = Gauge("streamloop_consumer_lag", "Entries not yet read by the group.", ["group", "stream"])
-
-MAX_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -406,21 +404,12 @@ class ConsumerRunner:
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""
-        delay = 0.1
-        while True:
-            try:
-                await action()
-                return
-            except CONNECTION_ERRORS as error:
-                if stop.is_set():
-                    return
-                log.warning(
-                    "%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay
-                )
-                self.summary.reconnects += 1
-                self._reread_pending = True
-                await wait_or_stop(stop, delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+        await until_connected(action, self._unreachable, stop=stop)
+
+    def _unreachable(self, error: Exception, delay_s: float) -> None:
+        log.warning("%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s)
+        self.summary.reconnects += 1
+        self._reread_pending = True
 
 
 def _is_nogroup(error: Exception) -> bool:

@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from playwright.async_api import Browser
 from redis.asyncio import Redis
 
 from shared.redis_client import connect
 from shared.redis_server import RedisServer, ensure_redis
 from shared.settings import BaseServiceSettings
+from tests.browser import chromium
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 
@@ -66,3 +68,10 @@ def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Any]:
         return cls(_env_file=None, **values)
 
     return build
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium under Playwright for a page test (see tests/browser.py), closed after."""
+    async with chromium() as running:
+        yield running

@@ -3,157 +3,35 @@
 Each benchmark runs against its own embedded ``redis-server`` (so nothing else
 shares the server while it is measured) and rewrites its own section of the
 doc, between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``.
+
+``BENCHMARKS`` is the one registration point: a section's name and the function
+returning its Markdown body. The benchmarks live one module each in
+``tools/benchmarks/``, beside the harness they share (``harness.py``: writing a
+section, uvloop; ``measure.py``: CPU, memory, percentiles; ``children.py`` and
+``roles.py``: helper processes). ``python -m tools.bench NAME...`` runs only those.
 """
 
 from __future__ import annotations
 
-import asyncio
-import platform
-import re
-import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
-from shared.clock import format_ts
-from shared.publisher import Publisher
-from shared.redis_client import connect
-from shared.redis_server import RedisServer
-from shared.settings import BaseServiceSettings
-from tools import bench_analytics, bench_claude, bench_orchestrator, bench_slow_clients
+import tools.benchmarks.analytics_consume as analytics_consume
+import tools.benchmarks.analytics_fanout as analytics_fanout
+import tools.benchmarks.analytics_latency as analytics_latency
+import tools.benchmarks.harness as harness
+import tools.benchmarks.publisher as publisher
+import tools.benchmarks.slow_clients as slow_clients
+from tools import bench_claude, bench_orchestrator
 from tools.bench_bandit import bench_bandit_regret
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-PUBLISH_EVENTS = 200_000
-PUBLISH_BATCH = 500
-PUBLISH_CALL = 10_000
-REPEATS = 3
-
-
-def chat_fields(n: int) -> dict[str, str]:
-    """A chat entry as a producer hands it to the publisher (raw strings, to be validated)."""
-    return {
-        "v": "1",
-        "type": "chat",
-        "id": f"bench-{n}",
-        "channel": "demo",
-        "ts": "2026-02-27T10:30:00.123Z",
-        "source": "sim",
-        "user": f"viewer{n % 500}",
-        "text": "that was a great play, how did you do that?",
-    }
-
-
-async def publisher_rate(url: str, repeat: int, per_call: int = PUBLISH_CALL) -> float:
-    """Events/s through :class:`Publisher` from raw fields: validation + dedupe + XADD.
-
-    The producer hands over ``per_call`` events per ``publish_many`` call.
-    """
-    redis = connect(url)
-    settings = BaseServiceSettings(
-        _env_file=None,
-        redis_url=url,
-        redis_key_prefix=f"p{repeat}:",
-        stream_maxlen_chat=PUBLISH_EVENTS * 2,
-    )
-    publisher = Publisher(redis, settings, batch_size=PUBLISH_BATCH)
-    raw = [chat_fields(n) for n in range(PUBLISH_EVENTS)]
-    started = time.perf_counter()
-    for start in range(0, PUBLISH_EVENTS, per_call):
-        await publisher.publish_many(raw[start : start + per_call])
-    elapsed = time.perf_counter() - started
-    assert await redis.xlen(settings.keys.stream("chat")) == PUBLISH_EVENTS
-    await redis.flushdb()
-    await redis.aclose()
-    return PUBLISH_EVENTS / elapsed
-
-
-def redis_benchmark_rate(port: int) -> float:
-    """XADDs/s from ``redis-benchmark`` pipelining the same entry, same server."""
-    binary = shutil.which("redis-benchmark")
-    if binary is None:
-        return float("nan")
-    fields = chat_fields(0)
-    command = ["XADD", "rb:events:chat", "MAXLEN", "~", "100000", "*"]
-    command += [item for pair in fields.items() for item in pair]
-    out = subprocess.run(
-        [
-            binary,
-            "-p",
-            str(port),
-            "-n",
-            str(PUBLISH_EVENTS),
-            "-P",
-            str(PUBLISH_BATCH),
-            "-q",
-            *command,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(re.findall(r"([\d.]+) requests per second", out)[-1])
-
-
-def best_of(measure: Callable[[int], float]) -> float:
-    """The best of ``REPEATS`` runs (least disturbed by the machine's other work)."""
-    return max(measure(repeat) for repeat in range(REPEATS))
-
-
-def bench_publisher() -> str:
-    """Publisher throughput beside redis-benchmark, as a Markdown section."""
-    server = RedisServer()
-    server.start()
-    try:
-        ours = best_of(lambda r: asyncio.run(publisher_rate(server.url, r)))
-        one_batch = best_of(lambda r: asyncio.run(publisher_rate(server.url, r, PUBLISH_BATCH)))
-        theirs = best_of(lambda _: redis_benchmark_rate(server.port))
-    finally:
-        server.close()
-    verdict = "met" if ours >= 50_000 else "NOT met"
-    return "\n".join(
-        [
-            f"{PUBLISH_EVENTS:,} chat events from raw fields, batches of {PUBLISH_BATCH}, "
-            f"one process, best of {REPEATS}:",
-            "",
-            "| path | events/s |",
-            "|---|---:|",
-            f"| `Publisher.publish_many`, {PUBLISH_CALL:,} events a call "
-            f"(validate + atomic dedupe + XADD, one Lua call per batch, batches overlapped) "
-            f"| {ours:,.0f} |",
-            f"| `Publisher.publish_many`, {PUBLISH_BATCH} events a call (one batch, no overlap) "
-            f"| {one_batch:,.0f} |",
-            f"| `redis-benchmark -P {PUBLISH_BATCH}` XADD of the same entry | {theirs:,.0f} |",
-            "",
-            f"Ratio publisher / redis-benchmark: **{ours / theirs:.2f}**. "
-            f"Aim of 50,000 events/s: **{verdict}**.",
-        ]
-    )
-
-
-def write_section(name: str, body: str) -> None:
-    """Replace section ``name`` of the benchmarks doc with ``body`` (append if new)."""
-    stamp = (
-        f"_Measured {format_ts(datetime.now(UTC))} on {platform.node() or 'this machine'}, "
-        f"Python {platform.python_version()}._"
-    )
-    block = f"<!-- bench:{name} -->\n{stamp}\n\n{body}\n<!-- /bench:{name} -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    DOC.write_text(text)
-
-
 BENCHMARKS: dict[str, Callable[[], str]] = {
-    "publisher": bench_publisher,
+    "publisher": publisher.bench_publisher,
     "bandit-regret": bench_bandit_regret,
-    "analytics-consume": bench_analytics.bench_consume,
-    "analytics-latency": bench_analytics.bench_latency,
-    "analytics-fanout": bench_analytics.bench_fanout,
-    "slow-clients": bench_slow_clients.bench_slow_clients,
+    "analytics-consume": analytics_consume.bench_consume,
+    "analytics-latency": analytics_latency.bench_latency,
+    "analytics-fanout": analytics_fanout.bench_fanout,
+    "slow-clients": slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
     "orchestrator-claude": bench_claude.bench_claude,
 }
@@ -165,7 +43,7 @@ def main(names: list[str]) -> int:
         print(f"== {name}", flush=True)
         body = BENCHMARKS[name]()
         print(body, flush=True)
-        write_section(name, body)
+        harness.write_section(name, body)
     return 0
 
 

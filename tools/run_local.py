@@ -14,17 +14,14 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from shared.redis_client import redact_url
 from shared.redis_server import RedisUnavailable, ensure_redis
+from tools.health import NotHealthy, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 COLOURS = {"ingest": 36, "analytics": 32, "orchestrator": 35, "retro": 33}
 
@@ -41,6 +38,11 @@ class Service:
     def port(self) -> int:
         """The port, from the environment or the settings' default."""
         return int(os.environ.get(self.port_env, self.default_port))
+
+    @property
+    def url(self) -> str:
+        """Base URL of its HTTP app on this machine."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def available(self) -> bool:
@@ -86,23 +88,6 @@ async def start(service: Service, env: dict[str, str]) -> asyncio.subprocess.Pro
     )
 
 
-async def wait_healthy(service: Service, process: asyncio.subprocess.Process) -> None:
-    """Poll ``/healthz`` until it answers 200; fail if the process exits first."""
-    url = f"http://127.0.0.1:{service.port}/healthz"
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                raise RuntimeError(f"{service.name} exited with code {process.returncode}")
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{service.name} did not answer {url} within {HEALTH_TIMEOUT_S:.0f} s")
-
-
 async def stop(service: Service, process: asyncio.subprocess.Process) -> str:
     """SIGINT, wait, then SIGKILL if it overstays; returns how it ended."""
     if process.returncode is None:
@@ -141,8 +126,10 @@ async def run_until_interrupted(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted.set)
     try:
-        await asyncio.gather(*(wait_healthy(s, processes[s.name]) for s in services))
-    except RuntimeError as error:
+        await asyncio.gather(
+            *(wait_healthy(s.url, name=s.name, process=processes[s.name]) for s in services)
+        )
+    except NotHealthy as error:
         say(f"\033[31mFAILED TO START: {error}\033[0m")
         return 1
     announce(services, redis_url)

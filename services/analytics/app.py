@@ -24,6 +24,7 @@ from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.writes import apply_script
 from shared import ops
+from shared.assets import VENDOR_DIR
 from shared.consumer import ConsumerRunner
 from shared.redis_client import connect_settings
 from shared.tasks import finish_tasks, start_task
@@ -89,6 +90,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(retros.router)
     app.include_router(socket.router)
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(require_token)])

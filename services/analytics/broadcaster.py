@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +24,7 @@ from services.analytics.consumer import member, ts_ms
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, local_day_ms
 from services.analytics.settings import AnalyticsSettings
+from shared.clock import from_epoch_ms
 from shared.events import BitsEvent, DonationEvent, parse_fields
 from shared.paid_sums import paid_sums, paid_sums_and_newest
 from shared.redis_client import CONNECTION_ERRORS
@@ -156,7 +156,7 @@ def revenue_points(records: list[dict[str, Any]], before_cents: int) -> list[str
     points, total = [], before_cents
     for record in records:
         total += record["cents"]
-        at = datetime.fromtimestamp(record["ts"] / 1000, UTC)
+        at = from_epoch_ms(record["ts"])
         points.append(
             messages.encode(messages.revenue_point(at, record["cents"] / 100, total / 100))
         )

@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite, apply_script
+from shared.clock import epoch_ms
 from shared.consumer import Delivery
 from shared.events import (
     ActivityChangedEvent,
@@ -43,7 +44,7 @@ GROUP = "analytics"
 
 def ts_ms(event: EventBase) -> int:
     """The event's ``ts`` as integer epoch milliseconds."""
-    return round(event.ts.timestamp() * 1000)
+    return epoch_ms(event.ts)
 
 
 def member(event: EventBase) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from shared.clock import format_ts
+from shared.clock import epoch_ms, format_ts, from_epoch_ms
 from shared.keys import AnalyticsKeys, Keys
 from shared.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
 from shared.stream_summary import StreamState as StreamState
@@ -87,10 +87,10 @@ class Windows:
 
 def local_day_ms(now_ms: int, zone: ZoneInfo) -> tuple[int, int]:
     """Start and end (epoch ms) of the calendar day in ``zone`` that contains ``now_ms``."""
-    local = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(zone)
+    local = from_epoch_ms(now_ms).astimezone(zone)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     end = (start + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+    return epoch_ms(start), epoch_ms(end)
 
 
 @dataclass(frozen=True)
@@ -282,4 +282,4 @@ def _usd(cents: int) -> str:
 
 
 def _iso(at_ms: int | None) -> str:
-    return "" if at_ms is None else format_ts(datetime.fromtimestamp(at_ms / 1000, UTC))
+    return "" if at_ms is None else format_ts(from_epoch_ms(at_ms))

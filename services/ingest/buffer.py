@@ -36,14 +36,13 @@ from prometheus_client import Counter, Gauge
 from services.ingest.journal import HeldJournal
 from shared.events import EventBase
 from shared.publisher import Publisher, PublishResult
+from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.ingest.buffer")
 
 DRAIN_BATCH_EVENTS = 1000
 """Events republished per call while draining."""
-MAX_BACKOFF_S = 5.0
-"""Longest wait between two drain attempts while Redis stays down."""
 
 HELD = Gauge("streamloop_ingest_buffered_events", "Events held while Redis is unreachable.")
 BUFFERED = Counter(
@@ -164,19 +163,13 @@ class PublishBuffer:
             self._keep_journal()
 
     async def _drain_forever(self) -> None:
-        delay_s = 0.1
         while True:
             await self._waiting.wait()
-            try:
-                await self._publish_head()
-                delay_s = 0.1
-            except CONNECTION_ERRORS as error:
-                self._note_outage(error)
-                log.warning(
-                    "still holding %d events: %s; retry in %.1f s", self.held, error, delay_s
-                )
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+            await until_connected(self._publish_head, self._unreachable)
+
+    def _unreachable(self, error: Exception, delay_s: float) -> None:
+        self._note_outage(error)
+        log.warning("still holding %d events: %s; retry in %.1f s", self.held, error, delay_s)
 
     async def _publish_head(self) -> None:
         """Publish the oldest held events, then forget them; mark the buffer idle when empty."""

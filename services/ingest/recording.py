@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from shared.events import EventBase, decode_fields, parse_fields
 from shared.keys import Keys
 from shared.publisher import Publisher
-from shared.redis_client import CONNECTION_ERRORS
+from shared.reconnect import until_connected
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger("services.ingest.recording")
@@ -48,7 +48,6 @@ PACE_SLACK_S = 0.01
 """Events due within this many real seconds are published in the same batch."""
 FAST_BATCH_EVENTS = 5000
 """Events per publish call when replaying as fast as possible."""
-MAX_BACKOFF_S = 5.0
 
 StreamEntry = tuple[str, str, Mapping[str, Any]]
 
@@ -219,16 +218,15 @@ async def _follow(
     """Append entries as they arrive until ``stop``; connection losses are retried."""
     cursors: dict[Any, Any] = {key: end or "0-0" for key, end in ends.items()}
     written = 0
-    delay_s = 0.1
+
+    async def read() -> Any:
+        return await redis.xread(cursors, count=PAGE_ENTRIES, block=FOLLOW_BLOCK_MS)
+
+    def unreachable(error: Exception, delay_s: float) -> None:
+        log.warning("Redis unreachable while recording (%s); retry in %.1f s", error, delay_s)
+
     while not stop.is_set():
-        try:
-            reply = await redis.xread(cursors, count=PAGE_ENTRIES, block=FOLLOW_BLOCK_MS)
-        except CONNECTION_ERRORS as error:
-            log.warning("Redis unreachable while recording (%s); retry in %.1f s", error, delay_s)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, MAX_BACKOFF_S)
-            continue
-        delay_s = 0.1
+        reply = await until_connected(read, unreachable, stop=stop)  # None once stopped
         entries = stream_entries(reply)
         for key, entry_id, _fields in entries:
             cursors[key] = entry_id

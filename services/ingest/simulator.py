@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from services.ingest.recording import stream_entries
 from services.ingest.scenario import ActivityBehaviour, Scenario, Tier, scenario_from_setting
 from services.ingest.settings import IngestSettings
-from shared.clock import as_utc, utc_now
+from shared.clock import as_utc, to_millis, utc_now
 from shared.events import (
     ActivityChangedEvent,
     BitsEvent,
@@ -52,6 +52,7 @@ from shared.keys import Stream
 from shared.logs import channel_context
 from shared.money import CurrencyError, to_usd
 from shared.publisher import Publisher, PublishResult
+from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.ingest.sim")
@@ -61,8 +62,6 @@ Maker = Callable[["ChannelState", np.random.Generator, datetime], EventBase]
 
 BATCH_REAL_S = 0.1
 """Real seconds of simulation published per call: at high speed one call covers many steps."""
-MAX_BACKOFF_S = 5.0
-"""Longest wait between attempts while Redis is unreachable."""
 ATTEMPTS_AFTER_STOP = 3
 """Attempts left for a publish once ``stop`` is set, so shutdown never hangs on Redis."""
 LIFECYCLE_READ_COUNT = 1000
@@ -106,7 +105,7 @@ class ChannelState:
     @property
     def now(self) -> datetime:
         """The simulated clock, to the millisecond (the precision of ``ts`` on the streams)."""
-        return at_ms(self.start + timedelta(seconds=self.elapsed_s))
+        return to_millis(self.start + timedelta(seconds=self.elapsed_s))
 
     def next_id(self) -> str:
         """A new event id, unique within this broadcast: ``{stream_id}:{seq}``."""
@@ -121,11 +120,6 @@ class DonationDraw:
     local: Decimal
     currency: str
     usd: Decimal
-
-
-def at_ms(moment: datetime) -> datetime:
-    """``moment`` truncated to whole milliseconds."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def stream_id_for(channel: str, start: datetime) -> str:
@@ -153,7 +147,7 @@ def new_state(
     rng: np.random.Generator,
 ) -> ChannelState:
     """A broadcast of ``channel`` starting at ``start``, in the scenario's initial activity."""
-    start = at_ms(as_utc(start))
+    start = to_millis(start)
     behaviour = scenario.activities[scenario.initial_activity]
     pool = max(activity.chatter_pool_users for activity in scenario.activities.values())
     return ChannelState(
@@ -320,7 +314,7 @@ def viewer_count_events(state: ChannelState, dt_s: float) -> list[EventBase]:
     events: list[EventBase] = []
     while state.viewer_counts_sent * interval_s < state.elapsed_s + dt_s:
         offset_s = state.viewer_counts_sent * interval_s
-        ts = at_ms(state.start + timedelta(seconds=offset_s))
+        ts = to_millis(state.start + timedelta(seconds=offset_s))
         events.append(ViewerCountEvent(**_common(state, ts), count=round(state.viewers)))
         state.viewer_counts_sent += 1
     return events
@@ -329,7 +323,7 @@ def viewer_count_events(state: ChannelState, dt_s: float) -> list[EventBase]:
 def ts_within(state: ChannelState, rng: np.random.Generator, dt_s: float) -> datetime:
     """A uniformly random moment in the next ``dt_s`` simulated seconds."""
     offset_s = state.elapsed_s + float(rng.random()) * dt_s
-    return at_ms(state.start + timedelta(seconds=offset_s))
+    return to_millis(state.start + timedelta(seconds=offset_s))
 
 
 def make_chat(state: ChannelState, rng: np.random.Generator, ts: datetime) -> EventBase:
@@ -615,21 +609,20 @@ class _ChannelRun:
         Retries until it succeeds; once ``stop`` is set only a few more attempts are
         made, then the work is dropped (``None``) with an error in the log.
         """
-        delay_s = 0.1
-        attempts = 0
-        while True:
-            try:
-                return await action()
-            except CONNECTION_ERRORS as error:
-                attempts += 1
-                if stop.is_set() and attempts >= ATTEMPTS_AFTER_STOP:
-                    log.error("gave up %s: Redis unreachable (%s)", what, error)
-                    return None
-                log.warning(
-                    "%s failed, Redis unreachable (%s); retry in %.1f s", what, error, delay_s
-                )
-                await (asyncio.sleep(delay_s) if stop.is_set() else _sleep_unless(stop, delay_s))
-                delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+
+        def unreachable(error: Exception, delay_s: float) -> None:
+            log.warning("%s failed, Redis unreachable (%s); retry in %.1f s", what, error, delay_s)
+
+        def give_up(error: Exception) -> None:
+            log.error("gave up %s: Redis unreachable (%s)", what, error)
+
+        return await until_connected(
+            action,
+            unreachable,
+            stop=stop,
+            attempts_once_stopped=ATTEMPTS_AFTER_STOP,
+            on_give_up=give_up,
+        )
 
 
 def _duration_text(duration_s: float) -> str:

@@ -41,7 +41,7 @@ from services.ingest.eventsub import (
     map_notification,
 )
 from services.ingest.settings import IngestSettings
-from shared.clock import utc_now
+from shared.clock import epoch_ms, utc_now
 from shared.events import EventBase, StreamEndedEvent, StreamStartedEvent, ViewerCountEvent
 from shared.redis_client import CONNECTION_ERRORS
 
@@ -241,7 +241,7 @@ def _started(channel: str, snapshot: LiveSnapshot) -> StreamStartedEvent:
 
 
 def _viewers(channel: str, snapshot: LiveSnapshot, now: datetime) -> ViewerCountEvent:
-    polled_ms = int(now.timestamp() * 1000)
+    polled_ms = epoch_ms(now)
     return ViewerCountEvent(
         id=f"viewers:{snapshot.stream_id}:{polled_ms}",
         channel=channel,

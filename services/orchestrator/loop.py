@@ -21,6 +21,7 @@ from services.orchestrator.chat import TwitchChat
 from services.orchestrator.decider import Decision, Orchestrator
 from services.orchestrator.lease import ChannelLeases
 from services.orchestrator.settings import OrchestratorSettings
+from shared.clock import from_epoch_ms
 from shared.events import ActivityChangedEvent
 from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS
@@ -195,12 +196,10 @@ class DecisionLoop:
 
 def switch_event(decision: Decision, stream_id: str) -> ActivityChangedEvent:
     """The ``activity_changed`` a switch publishes (its id makes a retry land once)."""
-    from datetime import UTC, datetime
-
     return ActivityChangedEvent(
         id=f"decision:{decision.channel}:{decision.at_ms}",
         channel=decision.channel,
-        ts=datetime.fromtimestamp(decision.at_ms / 1000, UTC),
+        ts=from_epoch_ms(decision.at_ms),
         source="orchestrator",
         stream_id=stream_id,
         activity=decision.activity,

@@ -45,6 +45,7 @@ from services.retro.report import render_markdown
 from services.retro.settings import RetroSettings
 from services.retro.store import ReportStore
 from shared.bandit import bandit_factory
+from shared.clock import epoch_ms
 from shared.consumer import Delivery, default_consumer_name
 from shared.events import StreamEndedEvent, StreamStartedEvent
 from shared.keys import Keys
@@ -165,7 +166,7 @@ class RetroHandler:
         ``started`` is the snapshot of a ``stream_started`` earlier in the same batch.
         """
         channel, stream_id = event.channel, event.stream_id
-        end_ms = round(event.ts.timestamp() * 1000)
+        end_ms = epoch_ms(event.ts)
         age_s = time.time() - entry_key(entry_id)[0] / 1000
         old = age_s > SCORE_MAX_AGE_S
         if old:  # history (a new group reads the stream from its start): no wait, no scoring
@@ -288,7 +289,7 @@ class RetroHandler:
     async def analytics_lag(self, event: StreamEndedEvent, entry_id: str) -> list[str]:
         """Why analytics' figures may not yet hold the whole stream (empty: they do)."""
         analytics = self.keys.analytics(event.channel)
-        end_ms = round(event.ts.timestamp() * 1000)
+        end_ms = epoch_ms(event.ts)
         problems = []
         clock = await self.redis.zscore(analytics.clock, "now")
         if clock is None or clock < end_ms:

@@ -2,12 +2,11 @@
 
 Everything the page needs is inside it: styles, the figures (a JSON data block),
 Chart.js and the page's own script, so it works offline, from a file, or served by
-analytics at ``/retros/{channel}/{stream_id}``. Chart.js is read at build time from
-analytics' vendored copy (``services/analytics/static/vendor/chart.umd.min.js``): one
-copy of the library in the repository, with its licence, version and checksum in
-that folder's README, and shipped as package data already. Only the file is read;
-no analytics code is imported. Without it the page still has every table, and says
-the charts are unavailable.
+analytics at ``/retros/{channel}/{stream_id}``. The styles and the script are files
+beside this module (``assets/report.css``, ``assets/report.js``, package data);
+Chart.js is the one vendored copy every service uses (``shared/vendor``, with its
+licence, version and checksum in that folder's README). Without the library the
+page still has every table, and says the charts are unavailable.
 
 Safety: every piece of text is HTML-escaped; the JSON block escapes ``<``, ``>``
 and ``&`` so no value can close it; and a Content-Security-Policy allows exactly
@@ -29,10 +28,9 @@ from typing import Any
 
 from services.retro import text as t
 from services.retro.model import RetroReport
+from shared.assets import CHART_JS
 
-CHART_JS = (
-    Path(__file__).resolve().parent.parent / "analytics" / "static" / "vendor" / "chart.umd.min.js"
-)
+ASSETS = Path(__file__).resolve().parent / "assets"
 PALETTE = (
     "#1f6feb",
     "#8250df",
@@ -56,6 +54,12 @@ def chart_js() -> str:
     except OSError:
         return ""
     return SOURCE_MAP.sub("", source).replace("</script", "<\\/script")
+
+
+@cache
+def asset(name: str) -> str:
+    """One of the page's own files under ``assets/`` (its styles, its script)."""
+    return (ASSETS / name).read_text(encoding="utf-8")
 
 
 def h(value: object) -> str:
@@ -141,7 +145,7 @@ def render_html(report: RetroReport) -> str:
     """The whole page (see the module doc)."""
     palette = colours(report)
     library = chart_js()
-    page_script = PAGE_SCRIPT
+    page_script = asset("report.js")
     scripts = [library, page_script] if library else [page_script]
     policy = (
         "default-src 'none'; "
@@ -170,7 +174,7 @@ def render_html(report: RetroReport) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{h(policy)}">'
         f'<link rel="icon" href="data:,"><title>{h(title)}</title>'
-        f"<style>{STYLE}</style></head>\n<body><main>{body}</main>\n"
+        f"<style>{asset('report.css')}</style></head>\n<body><main>{body}</main>\n"
         f'<script type="application/json" id="retro-data">{data}</script>\n'
         f"{library_tag}\n<script>{page_script}</script>\n</body></html>\n"
     )
@@ -352,160 +356,3 @@ def notes(report: RetroReport) -> str:
         return ""
     items = "".join(f"<li>{h(note)}</li>" for note in report.notes)
     return f'<section id="notes"><h2>Notes</h2><ul>{items}</ul></section>'
-
-
-STYLE = """
-:root { color-scheme: light; --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg: #f6f8fa; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
-  color: var(--fg); background: #fff; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 20px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 10px; }
-h3 { font-size: 15px; margin: 16px 0 8px; }
-.sub, .muted { color: var(--muted); margin: 2px 0; }
-.badge { font-size: 12px; padding: 2px 8px; border-radius: 10px; vertical-align: middle; }
-.badge.complete { background: #dafbe1; color: #1a7f37; }
-.badge.incomplete { background: #fff1e5; color: #bc4c00; }
-.missing { background: #fff8c5; border: 1px solid #d4a72c66; border-radius: 6px;
-  padding: 4px 16px; margin-top: 16px; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 8px; }
-.tile { background: var(--bg); border: 1px solid var(--line); border-radius: 6px;
-  padding: 8px 10px; }
-.tile .label { display: block; color: var(--muted); font-size: 12px; }
-.tile .value { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
-table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; }
-th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left;
-  vertical-align: top; overflow-wrap: anywhere; }
-th { background: var(--bg); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.chip { display: inline-block; border-left: 4px solid; padding: 0 6px; background: var(--bg);
-  border-radius: 3px; font-family: ui-monospace, monospace; font-size: 12px; white-space: nowrap; }
-.legend .chip { margin-right: 6px; }
-.chart { margin: 8px 0 18px; }
-.chart figcaption { font-weight: 600; margin-bottom: 4px; }
-.chart-box { position: relative; height: 240px; }
-.band { position: relative; height: 18px; background: var(--bg); border-radius: 4px;
-  overflow: hidden; margin-bottom: 8px; }
-.band .block { position: absolute; top: 0; bottom: 0; }
-.columns { display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }
-@media (max-width: 720px) { .columns { grid-template-columns: 1fr; } }
-"""
-
-PAGE_SCRIPT = """
-(function () {
-  "use strict";
-  // The report's figures; everything shown here is text or numbers from this block.
-  const status = { charts: 0, bands: 0, points: {}, error: null };
-  window.streamloopRetro = status;
-  const data = JSON.parse(document.getElementById("retro-data").textContent);
-  const note = document.getElementById("chart-status");
-  if (!data) return;
-  if (typeof window.Chart !== "function") {
-    status.error = "Chart.js missing";
-    if (note) note.textContent = "charts unavailable: the chart library did not load";
-    return;
-  }
-  const Chart = window.Chart;
-  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
-  Chart.defaults.color = "#59636e";
-
-  const pad = (n) => String(n).padStart(2, "0");
-  const clock = (ms) => {
-    const d = new Date(ms);
-    return pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
-  };
-
-  // Activity bands: a light wash behind the data over each segment's time, and a
-  // solid strip in front of it along the bottom of the chart.
-  function paintBands(chart, draw) {
-    const area = chart.chartArea;
-    const x = chart.scales.x;
-    const ctx = chart.ctx;
-    ctx.save();
-    for (const band of data.bands) {
-      const left = Math.max(area.left, x.getPixelForValue(band.start));
-      const right = Math.min(area.right, x.getPixelForValue(band.end));
-      if (right > left) draw(ctx, band, area, left, right);
-    }
-    ctx.restore();
-  }
-  const bands = {
-    id: "activityBands",
-    beforeDatasetsDraw(chart) {
-      paintBands(chart, (ctx, band, area, left, right) => {
-        ctx.globalAlpha = 0.1;
-        ctx.fillStyle = band.colour;
-        ctx.fillRect(left, area.top, right - left, area.bottom - area.top);
-      });
-    },
-    afterDatasetsDraw(chart) {
-      paintBands(chart, (ctx, band, area, left, right) => {
-        ctx.globalAlpha = 1;
-        ctx.fillStyle = band.colour;
-        ctx.fillRect(left, area.bottom - 6, right - left, 6);
-        status.bands += 1;
-      });
-    },
-  };
-
-  function make(id, type, points, colour, options) {
-    const canvas = document.getElementById(id);
-    if (!canvas) return;
-    status.points[id] = points.length;
-    new Chart(canvas, {
-      type: type,
-      data: {
-        datasets: [Object.assign({
-          data: points,
-          borderColor: colour,
-          backgroundColor: colour + "33",
-          borderWidth: 2,
-          pointRadius: 0,
-          pointHitRadius: 6,
-        }, options || {})],
-      },
-      options: {
-        animation: false,
-        parsing: false,
-        responsive: true,
-        maintainAspectRatio: false,
-        interaction: { mode: "nearest", axis: "x", intersect: false },
-        plugins: {
-          legend: { display: false },
-          tooltip: {
-            callbacks: { title: (items) => (items.length ? clock(items[0].parsed.x) : "") },
-          },
-        },
-        scales: {
-          x: {
-            type: "linear",
-            offset: false,
-            min: data.start,
-            max: data.end,
-            ticks: { callback: (value) => clock(value), maxTicksLimit: 10, maxRotation: 0 },
-          },
-          // One y-axis width on every chart, so their time axes line up.
-          y: {
-            beginAtZero: true,
-            ticks: { maxTicksLimit: 6 },
-            afterFit: (axis) => {
-              axis.width = 56;
-            },
-          },
-        },
-      },
-      plugins: [bands],
-    });
-    status.charts += 1;
-  }
-
-  try {
-    make("viewers-chart", "line", data.viewers, "#1f6feb", { stepped: true, fill: "origin" });
-    make("chat-chart", "bar", data.chat, "#8250df", { borderWidth: 0 });
-    make("revenue-chart", "line", data.revenue, "#1a7f37", { stepped: true, fill: "origin" });
-  } catch (error) {
-    status.error = String(error);
-    if (note) note.textContent = "charts failed: " + String(error);
-  }
-})();
-"""

@@ -1,7 +1,8 @@
 """A stand-in analytics server for the dashboard page's browser tests.
 
 It serves ``services/analytics/static`` the way the real app does (``/`` is
-``index.html``, the folder is mounted at ``/static``), a WebSocket at
+``index.html``, the folder is mounted at ``/static``, ``shared/vendor`` at
+``/static/vendor``), a WebSocket at
 ``/ws/metrics`` that the test drives (push messages, drop the connection, refuse
 new ones), and canned ``/api/channels``, ``/api/channels/{channel}/timeline``,
 ``.../bandit`` and ``.../retros``. Like the real service it takes the token as ``?token=`` or a
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, web
+
+from shared.assets import VENDOR_DIR
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "services" / "analytics" / "static"
 TOKEN_REFUSED = "this dashboard needs its token"
@@ -109,6 +112,7 @@ class PageHarness:
         """Listen on a free 127.0.0.1 port; return the base URL."""
         app = web.Application()
         app.router.add_get("/", self._index)
+        app.router.add_static("/static/vendor", VENDOR_DIR)
         app.router.add_static("/static", STATIC_DIR)
         app.router.add_get("/ws/metrics", self._ws_metrics)
         app.router.add_get("/api/channels", self._channels)

@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,29 +21,20 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import (
     Browser,
-    ConsoleMessage,
     Page,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
+from shared.assets import VENDOR_DIR
 from tests.analytics.page_harness import TOKEN_REFUSED, PageHarness, iso
+from tests.browser import NEEDS_CHROMIUM, STEP_MS, Watched, watched_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
-STEP_MS = 5_000  # one Playwright wait
 TEST_BUDGET_S = 45  # one whole test
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 STREAM_STATE = {
     "isLive": True,
@@ -79,24 +69,6 @@ def revenue_point(minutes_ago: float, amount: float, cumulative: float) -> dict[
 # ------------------------------------------------------------------- fixtures
 
 
-@dataclass
-class Watched:
-    """A browser page and what it did: console errors, uncaught errors, URLs asked for."""
-
-    page: Page
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    urls: list[str] = field(default_factory=list)
-
-    def non_local(self) -> list[str]:
-        """Every request or socket URL that does not go to 127.0.0.1."""
-        return [
-            url
-            for url in self.urls
-            if urlsplit(url).scheme != "data" and urlsplit(url).hostname != "127.0.0.1"
-        ]
-
-
 @pytest.fixture
 async def harness() -> AsyncIterator[PageHarness]:
     server = PageHarness()
@@ -108,37 +80,9 @@ async def harness() -> AsyncIterator[PageHarness]:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=30_000
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture
 async def watched(browser: Browser, harness: PageHarness) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport=VIEWPORT)
-    page = await context.new_page()
-    page.set_default_timeout(STEP_MS)
-    page.set_default_navigation_timeout(STEP_MS)
-    seen = Watched(page)
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            seen.console_errors.append(f"{message.text} ({message.location})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: seen.page_errors.append(str(error)))
-    page.on("request", lambda request: seen.urls.append(request.url))
-    page.on("websocket", lambda socket: seen.urls.append(socket.url))
-    try:
+    async with watched_page(browser, viewport=VIEWPORT) as seen:
         yield seen
-    finally:
-        await context.close()
 
 
 async def open_dashboard(
@@ -497,9 +441,8 @@ async def test_without_channel_the_server_picks(watched: Watched, harness: PageH
 
 def test_vendored_libraries_are_recorded() -> None:
     """Every vendored script is named in vendor/README.md and keeps its licence header."""
-    vendor = Path(__file__).resolve().parents[2] / "services" / "analytics" / "static" / "vendor"
-    readme = (vendor / "README.md").read_text()
-    scripts = sorted(vendor.glob("*.js"))
+    readme = (VENDOR_DIR / "README.md").read_text()
+    scripts = sorted(VENDOR_DIR.glob("*.js"))
     assert scripts
     for script in scripts:
         assert f"`{script.name}`" in readme

@@ -7,7 +7,6 @@ its output goes to a log file the test can show when something fails.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from shared.redis_server import free_port
+from tools import health
 
 PORT_SETTING = {
     "ingest": "INGEST_PORT",
@@ -89,12 +89,9 @@ async def healthy(service: Service, http: httpx.AsyncClient) -> bool:
 
 async def wait_healthy(service: Service, within_s: float = 30.0) -> float:
     """Seconds until ``/healthz`` answers 200; fails with the log if it exits or times out."""
-    began = time.monotonic()
-    async with httpx.AsyncClient() as http:
-        while not await healthy(service, http):
-            if service.process.poll() is not None:
-                raise AssertionError(f"{service.name} exited:\n{service.output()[-3000:]}")
-            if time.monotonic() - began > within_s:
-                raise AssertionError(f"{service.name} not healthy:\n{service.output()[-3000:]}")
-            await asyncio.sleep(0.05)
-    return time.monotonic() - began
+    try:
+        return await health.wait_healthy(
+            service.url, name=service.name, process=service.process, within_s=within_s, poll_s=0.05
+        )
+    except health.NotHealthy as error:
+        raise AssertionError(f"{error}:\n{service.output()[-3000:]}") from None

@@ -20,7 +20,7 @@ published until every stalled client has been dropped. The test proves that:
   donation, as do all 200 readers, and the process then stops cleanly.
 
 How fast the readers get their frames beside stalled clients is measured, not
-asserted: ``make bench`` (``slow-clients``, ``tools/bench_slow_clients.py``) writes
+asserted: ``make bench`` (``slow-clients``, ``tools/benchmarks/slow_clients.py``) writes
 it to ``docs/benchmarks.md``.
 """
 
@@ -47,8 +47,8 @@ from shared.events import DonationEvent
 from shared.publisher import Publisher
 from tests.chaos.processes import Service, start, wait_healthy
 from tests.chaos.reliability import record
-from tools.bench_analytics import scrape
-from tools.bench_slow_clients import rss_mb, stalled_sockets
+from tools.benchmarks.measure import scrape
+from tools.benchmarks.slow_clients import rss_mb, stalled_sockets
 
 READERS = 200
 STALLED = 200

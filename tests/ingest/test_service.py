@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.redis_server import free_port
+from tools.health import wait_healthy
 
 
 def start_ingest(redis_url: str, prefix: str, port: int) -> subprocess.Popen[str]:
@@ -35,18 +36,6 @@ def start_ingest(redis_url: str, prefix: str, port: int) -> subprocess.Popen[str
     )
 
 
-def wait_healthy(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail("ingest did not become healthy")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_service_publishes_the_simulated_stream_and_ends_it_on_a_signal(
     redis_url: str, redis: Redis, key_prefix: str, signum: int
@@ -54,7 +43,7 @@ async def test_service_publishes_the_simulated_stream_and_ends_it_on_a_signal(
     port = free_port()
     process = start_ingest(redis_url, key_prefix, port)
     try:
-        wait_healthy(port, process)
+        await wait_healthy(f"http://127.0.0.1:{port}", name="ingest", process=process, within_s=20)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
         assert "streamloop_events_published_total" in metrics

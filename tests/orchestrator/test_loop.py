@@ -13,6 +13,7 @@ from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.loop import DecisionLoop
 from services.orchestrator.settings import OrchestratorSettings
 from shared.bandit import ThompsonBandit
+from shared.clock import epoch_ms
 from shared.events import ViewerCountEvent
 from tests.analytics.streams import START, known_stream
 from tests.orchestrator.driver import apply, new_lifecycle
@@ -48,9 +49,7 @@ async def test_one_decision_per_interval_of_event_time(redis: Redis, settings) -
     await apply(redis, settings.keys, known_stream())  # live, clock at START + 600 s
     loop = loop_for(redis, settings)
     first = await loop.tick("demo")
-    assert first is not None and first.at_ms == int(
-        (START + timedelta(seconds=600)).timestamp() * 1000
-    )
+    assert first is not None and first.at_ms == epoch_ms(START + timedelta(seconds=600))
     assert await loop.tick("demo") is None, "same interval: no second decision"
     await advance(redis, settings, 620, 1)
     assert await loop.tick("demo") is None, "20 s later is still the same interval"

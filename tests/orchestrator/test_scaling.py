@@ -15,7 +15,6 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -24,6 +23,7 @@ from shared.keys import Keys
 from shared.redis_server import free_port
 from tests.analytics.recorded import START
 from tests.orchestrator.driver import apply
+from tools.health import wait_healthy
 
 CHANNELS = [f"c{n}" for n in range(10)]
 STEP_S = 10  # event time the clock moves per drive step
@@ -56,17 +56,10 @@ def spawn(redis_url: str, prefix: str, replica: str, tmp_path) -> subprocess.Pop
     return process
 
 
-async def wait_healthy(processes: list[subprocess.Popen[bytes]]) -> None:
-    async with httpx.AsyncClient() as http, asyncio.timeout(30):
-        for process in processes:
-            while True:
-                assert process.poll() is None, "an orchestrator exited at start"
-                try:
-                    url = f"http://127.0.0.1:{process.port}/healthz"  # type: ignore[attr-defined]
-                    if (await http.get(url)).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+async def all_healthy(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        url = f"http://127.0.0.1:{process.port}"  # type: ignore[attr-defined]
+        await wait_healthy(url, name="an orchestrator", process=process)
 
 
 async def go_live(redis: Redis, keys: Keys) -> None:
@@ -116,7 +109,7 @@ async def test_three_replicas_share_ten_channels_and_survive_a_kill_9(
     await go_live(redis, keys)
     replicas = {name: spawn(redis_url, key_prefix, name, tmp_path) for name in ("r0", "r1", "r2")}
     try:
-        await wait_healthy(list(replicas.values()))
+        await all_healthy(list(replicas.values()))
         await drive(redis, keys, range(1, 40))
         before = await decisions(redis, keys)
         assert_one_per_interval(before)

@@ -15,12 +15,13 @@ from redis.asyncio import Redis
 
 from services.retro.consumer import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
+from shared.clock import epoch_ms
 from shared.consumer import ConsumerRunner, Delivery
 from shared.events import EventBase, StreamEndedEvent
 from shared.keys import Stream
 from tests.analytics.streams import START
 
-START_MS = round(START.timestamp() * 1000)
+START_MS = epoch_ms(START)
 
 
 def ms(seconds: float) -> int:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
@@ -25,69 +24,22 @@ from shared.events import ChatEvent, DonationEvent, EventBase
 from tests.analytics.analytics_server import analytics_server
 from tests.analytics.streams import at
 from tests.analytics.test_stream_summary import STREAM, extended_stream
+from tests.browser import NEEDS_CHROMIUM, Watched, watch, watched_page
 from tests.orchestrator.driver import apply
 from tests.retro.helpers import end_of, hand, retro_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-STEP_MS = 5_000
 TEST_BUDGET_S = 45
 EVIL = "<img src=x onerror=window.__pwned=1>"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
-
-
-@dataclass
-class Watched:
-    """A page and what it did: console errors, uncaught errors, URLs asked for."""
-
-    page: Page
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    urls: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=30_000
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture
 async def watched(browser: Browser) -> AsyncIterator[Watched]:
-    context = await browser.new_context(
-        viewport={"width": 1280, "height": 900}, device_scale_factor=1
-    )
-    page = await context.new_page()
-    page.set_default_timeout(STEP_MS)
-    seen = Watched(page)
-    watch(seen, page)
-    try:
+    async with watched_page(
+        browser, viewport={"width": 1280, "height": 900}, device_scale_factor=1
+    ) as seen:
         yield seen
-    finally:
-        await context.close()
-
-
-def watch(seen: Watched, page: Page) -> None:
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            seen.console_errors.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: seen.page_errors.append(str(error)))
-    page.on("request", lambda request: seen.urls.append(request.url))
 
 
 @pytest.fixture
@@ -200,8 +152,7 @@ async def test_the_dashboard_links_to_the_latest_retro(
         async with page.context.expect_page() as opened:
             await link.click()
         report = await opened.value
-        seen = Watched(report)
-        watch(seen, report)
+        seen = watch(report)
         await report.wait_for_function("window.streamloopRetro?.charts === 3")
         await expect(report.locator("h1")).to_contain_text("complete")
         assert await report.evaluate("window.streamloopRetro.error") is None

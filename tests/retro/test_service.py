@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from shared.settings import BaseServiceSettings
 from tests.analytics.test_stream_summary import STREAM, extended_stream
 from tests.orchestrator.driver import apply
 from tests.retro.helpers import retro_settings, until
+from tools.health import wait_healthy
 
 
 def start_retro(redis_url: str, prefix: str, port: int, tmp_path: Path) -> subprocess.Popen[str]:
@@ -50,18 +50,6 @@ def start_retro(redis_url: str, prefix: str, port: int, tmp_path: Path) -> subpr
     )
 
 
-def wait_healthy(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail("retro did not become healthy")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_a_stream_ended_just_before_the_signal_is_reported_before_exit(
     redis_url: str, redis: Redis, key_prefix: str, tmp_path: Path, signum: int
@@ -75,7 +63,7 @@ async def test_a_stream_ended_just_before_the_signal_is_reported_before_exit(
     port = free_port()
     process = start_retro(redis_url, key_prefix, port, tmp_path)
     try:
-        await asyncio.to_thread(wait_healthy, port, process)
+        await wait_healthy(f"http://127.0.0.1:{port}", name="retro", process=process, within_s=20)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
         assert "streamloop_retro_reports_total" in metrics

@@ -3,16 +3,16 @@
 The analytics service runs as ``python -m services.analytics`` (default settings:
 ``CLIENT_QUEUE_MESSAGES`` 256, broadcasts every 2 s) on its own ``redis-server``.
 200 WebSocket clients read everything (the ``crowd`` helper of
-:mod:`tools.bench_analytics`, which notes when each donation arrives). In the
+:mod:`tools.benchmarks.roles`, which notes when each donation arrives). In the
 second configuration 200 more clients complete the handshake on raw TCP sockets
 and never read (:func:`stalled_sockets`), so the server's writes to them back up
 until their queues overflow and they are dropped. Donations with 1,000-character
 messages (the most an event allows) are published at a steady rate, each timed
 from just before ``Publisher.publish`` to its ``donation`` frame on every reader.
 
-The helpers of :mod:`tools.bench_analytics` (processes, scraping, percentiles,
-uvloop) are imported, not repeated; this module adds the stalled sockets, the
-donation loop and the section's figures.
+The harness of :mod:`tools.benchmarks` (processes, scraping, percentiles, uvloop)
+is imported, not repeated; this module adds the stalled sockets, the donation
+loop and the section's figures.
 """
 
 from __future__ import annotations
@@ -37,22 +37,19 @@ from services.analytics.settings import AnalyticsSettings
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer, free_port
-from tools.bench_analytics import (
-    LATENCY_COMPRESSION,
-    app_env,
-    child,
+from tools.benchmarks.analytics_latency import LATENCY_COMPRESSION, timed_donation
+from tools.benchmarks.children import app_env, child
+from tools.benchmarks.harness import raise_fd_limit, run_uvloop
+from tools.benchmarks.measure import (
     histogram_p99,
     latency_row,
     machine_cpu_s,
     percentile,
     proc_cpu_s,
-    raise_fd_limit,
     redis_cpu_s,
-    run_uvloop,
     scrape,
-    timed_donation,
-    wait_healthy,
 )
+from tools.health import wait_healthy
 
 READERS = 200
 STALLED = 200
@@ -198,7 +195,7 @@ async def slow_run(url: str, stalled: int) -> SlowRun:
     rss: dict[str, float] = {}
     try:
         async with child(*command, env=app_env(url, port), cwd=Path(tempfile.gettempdir())) as app:
-            await wait_healthy(base)
+            await wait_healthy(base, name="analytics", process=app.process)
             rss["idle"] = rss_mb(app.pid)
             async with child("crowd", ws_url, str(READERS), LATENCY_COMPRESSION) as crowd:
                 await crowd.line(120)

@@ -1,0 +1,1 @@
+"""``make bench``'s benchmarks, one module each, and the harness they share (see tools/bench.py)."""

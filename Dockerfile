@@ -53,9 +53,10 @@ RUN --mount=type=bind,from=deps,source=/wheels,target=/wheels \
 RUN --mount=type=bind,from=app,source=/dist,target=/dist \
     pip install --no-index --no-deps --force-reinstall /dist/*.whl
 # Relative paths in the settings (BANDIT_STATE_PATH, RETRO_DIR) land in /app/data, which
-# the user owns; docker-compose.yml puts a named volume there.
+# the user owns; docker-compose.yml puts a named volume there, and another on ingest's
+# journal (data/ingest-spill), created here so the new volume is the user's too.
 WORKDIR /app
-RUN install -d -o streamloop -g streamloop /app/data
+RUN install -d -o streamloop -g streamloop /app/data /app/data/ingest-spill
 USER streamloop
 EXPOSE 8000 8001 8002 8003
 CMD ["python", "-m", "services.analytics"]

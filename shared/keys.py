@@ -87,9 +87,10 @@ class Keys:
         return f"{self.prefix}{METRICS_PREFIX}{channel}"
 
     def twitch_webhook_message(self, message_id: str) -> str:
-        """Marker that a Twitch EventSub webhook message id was handled (SET NX with a TTL).
+        """Marker that a Twitch EventSub webhook message id was published (SET, with a TTL).
 
         Twitch redelivers a message with the same id; the marker makes a redelivery a no-op.
+        It is written after the publish, never before (see ``services.ingest.twitch_webhook``).
         """
         return f"{self.prefix}webhook:twitch:{message_id}"
 

@@ -2,6 +2,11 @@
 
 Every line names its service and, when known, its channel: set the channel for
 the code that follows with :func:`channel_context`.
+
+No secret reaches a line: uvicorn's lines carry request paths with their query
+strings (``WebSocket /ws/metrics?token=...``), so every query string in a
+``uvicorn.*`` line is replaced by ``?[redacted]``, and a ``token=``, ``secret=``,
+``password=`` or ``key=`` value in any other line is masked too.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
@@ -18,6 +24,32 @@ _channel: contextvars.ContextVar[str] = contextvars.ContextVar("channel", defaul
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s [%(channel)s] %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(service)s %(channel)s %(name)s %(message)s"
+
+
+QUERY_STRING = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
+"""A path's query string, as uvicorn writes it in its connection lines."""
+SECRET_PARAMETER = re.compile(
+    r"(?i)\b((?:access_)?token|secret|password|passwd|api_key|key|sig|signature)=[^&\s\"']+"
+)
+"""``name=value`` pairs whose value is a secret, wherever they appear."""
+
+
+def redact(message: str, *, query_strings: bool) -> str:
+    """``message`` with secret parameter values masked, and every query string if asked."""
+    if query_strings:
+        message = QUERY_STRING.sub(r"\1?[redacted]", message)
+    return SECRET_PARAMETER.sub(r"\1=[redacted]", message)
+
+
+class _RedactFilter(logging.Filter):
+    """Masks secrets in each record's message before any formatter sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message, query_strings=record.name.startswith("uvicorn"))
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 class _ContextFilter(logging.Filter):
@@ -37,6 +69,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> N
     """Send every log line to stderr in ``fmt`` (``text`` or ``json``), tagged with ``service``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter(service))
+    handler.addFilter(_RedactFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level"}))
     else:

@@ -47,6 +47,23 @@ class BaseServiceSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
     timezone: str = Field(default="UTC", description="IANA zone for daily figures.")
     bind_host: str = Field(default="127.0.0.1", description="Address HTTP servers listen on.")
+    allowed_hosts: CommaList = Field(
+        default=[],
+        description="Host names the HTTP apps answer besides IP addresses, localhost and BIND_HOST "
+        "(compose service names, a public name); * answers any.",
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open HTTP connections kept; more are closed at once."
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a connection gets to send a request's headers; idle and slow "
+        "senders are cut.",
+    )
+    http_keep_alive_s: int = Field(
+        default=5, ge=1, description="Idle time after a response before the connection closes."
+    )
     stream_maxlen_chat: int = Field(
         default=100_000, ge=1, description="Entries kept in events:chat (MAXLEN ~)."
     )
@@ -77,6 +94,7 @@ class BaseServiceSettings(BaseSettings):
     )
 
     _split_channels = field_validator("channels", mode="before")(split_commas)
+    _split_hosts = field_validator("allowed_hosts", mode="before")(split_commas)
 
     @field_validator("channels")
     @classmethod

@@ -26,6 +26,7 @@ from services.analytics.writes import apply_script
 from shared import ops
 from shared.assets import VENDOR_DIR
 from shared.consumer import ConsumerRunner
+from shared.exposure import guard_hosts
 from shared.redis_client import connect_settings
 from shared.tasks import finish_tasks, start_task
 
@@ -44,7 +45,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
     computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
     broadcaster = app.state.broadcaster = Broadcaster(redis, settings, hub, computer)
-    handler = MetricsHandler(settings.keys, settings.state_ttl_s, apply_script(redis))
+    handler = MetricsHandler(
+        settings.keys,
+        settings.state_ttl_s,
+        apply_script(redis),
+        channels=settings.channels,
+        dead_maxlen=settings.stream_maxlen_dead,
+    )
     runner = ConsumerRunner(redis, settings, GROUP, handler)
     stop = asyncio.Event()
     tasks = [
@@ -78,6 +85,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-analytics", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    guard_hosts(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -16,17 +16,19 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from prometheus_client import Counter as PromCounter
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite, apply_script
-from shared.clock import epoch_ms
+from shared.clock import epoch_ms, utc_now
 from shared.consumer import Delivery
 from shared.events import (
     ActivityChangedEvent,
     BitsEvent,
     ChatEvent,
+    DeadLetter,
     DonationEvent,
     EventBase,
     FollowEvent,
@@ -35,11 +37,18 @@ from shared.events import (
     StreamStartedEvent,
     SubEvent,
     ViewerCountEvent,
+    dead_letter_fields,
+    to_fields,
 )
 from shared.keys import AnalyticsKeys, Keys
 from shared.paid_sums import bucket_increments
 
 GROUP = "analytics"
+UNKNOWN_CHANNEL = PromCounter(
+    "streamloop_analytics_unknown_channel_total",
+    "Entries dead-lettered because their channel is not in CHANNELS.",
+    ["stream"],
+)
 
 
 def ts_ms(event: EventBase) -> int:
@@ -141,12 +150,28 @@ WRITERS: dict[type[EventBase], Callable[[BatchWrites, AnalyticsKeys, EventBase],
 
 
 class MetricsHandler:
-    """Queues a batch's raw-state writes, merged into one script call, on the runner's MULTI."""
+    """Queues a batch's raw-state writes, merged into one script call, on the runner's MULTI.
 
-    def __init__(self, keys: Keys, state_ttl_s: int, script: AsyncScript | None = None) -> None:
+    With ``channels`` given, an entry for any other channel creates no state: it is
+    dead-lettered with the reason in the same transaction (the runner acks it there)
+    and counted in ``streamloop_analytics_unknown_channel_total``. Ingest refuses
+    such events, so one on a stream came from elsewhere (another writer, a replay).
+    """
+
+    def __init__(
+        self,
+        keys: Keys,
+        state_ttl_s: int,
+        script: AsyncScript | None = None,
+        *,
+        channels: Sequence[str] | None = None,
+        dead_maxlen: int = 100_000,
+    ) -> None:
         self.keys = keys
         self.state_ttl_s = state_ttl_s
         self.script = script
+        self.channels = frozenset(channels) if channels is not None else None
+        self.dead_maxlen = dead_maxlen
 
     async def handle(self, batch: Sequence[Delivery], tx: Pipeline) -> None:
         """Write every event of ``batch``; advance each channel's clock and version."""
@@ -155,6 +180,9 @@ class MetricsHandler:
         applied: Counter[str] = Counter()
         for delivery in batch:
             event = delivery.event
+            if self.channels is not None and event.channel not in self.channels:
+                self._dead_letter_foreign(delivery, tx)
+                continue
             WRITERS[type(event)](writes, self.keys.analytics(event.channel), event)
             latest[event.channel] = max(latest.get(event.channel, 0), ts_ms(event))
             applied[event.channel] += 1
@@ -163,6 +191,24 @@ class MetricsHandler:
         if self.script is None:
             self.script = apply_script(tx)
         await writes.queue(tx, self.script)
+
+    def _dead_letter_foreign(self, delivery: Delivery, tx: Pipeline) -> None:
+        stream = self.keys.stream(delivery.stream)
+        letter = DeadLetter(
+            reason=f"channel {delivery.event.channel!r} is not in CHANNELS: no state kept for it",
+            stream=stream,
+            entry_id=delivery.entry_id,
+            raw=json.dumps(to_fields(delivery.event), ensure_ascii=False),
+            group=GROUP,
+            ts=utc_now(),
+        )
+        tx.xadd(
+            self.keys.dead,
+            dead_letter_fields(letter),  # type: ignore[arg-type]
+            maxlen=self.dead_maxlen,
+            approximate=True,
+        )
+        UNKNOWN_CHANNEL.labels(delivery.stream.value).inc()
 
     def _advance(self, w: BatchWrites, keys: AnalyticsKeys, now_ms: int, count: int) -> None:
         w.zadd_max(keys.clock, "now", now_ms)

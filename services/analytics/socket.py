@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -21,6 +22,7 @@ POLICY_VIOLATION = 1008
 # its socket; uvicorn writes it only once the client has read that backlog.
 DROP_CLOSE_TIMEOUT_S = 30.0
 MAX_REASON_BYTES = 123
+FOREIGN_ORIGIN = "origin not allowed: open the dashboard from this server or add it to CORS_ORIGINS"
 
 
 @router.websocket("/ws/metrics")
@@ -42,6 +44,29 @@ async def metrics_socket(websocket: WebSocket) -> None:
         hub.remove(client)
 
 
+def origin_allowed(websocket: WebSocket, settings: AnalyticsSettings) -> bool:
+    """Whether the page that opened this socket may read it.
+
+    Browsers always send ``Origin`` with a WebSocket, and do not apply CORS to it:
+    without a token, any page the streamer visits could otherwise read the figures
+    (cross-site WebSocket hijacking). The dashboard's own origin (the one this
+    request's ``Host`` names) and the ``CORS_ORIGINS`` may; a client that sends no
+    ``Origin`` is not a browser page and may too.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    named = f"{parts.scheme}://{parts.netloc}".lower()
+    own = parts.netloc.lower() == websocket.headers.get("host", "").lower()
+    return own or named in {allowed.rstrip("/").lower() for allowed in settings.cors_origins}
+
+
 def close_reason(text: str) -> str:
     """``text`` cut to the 123 UTF-8 bytes a WebSocket close frame allows (whole characters)."""
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
@@ -53,9 +78,11 @@ def chosen_channel(websocket: WebSocket, settings: AnalyticsSettings) -> str:
 
 
 def refuse_reason(websocket: WebSocket, settings: AnalyticsSettings) -> str:
-    """Why this socket is refused (wrong token, unknown channel), or ``""``."""
+    """Why this socket is refused (wrong token, foreign origin, unknown channel), or ``""``."""
     if not token_ok(settings, presented_token(websocket)):
         return close_reason(MISSING_TOKEN)
+    if not settings.dashboard_token.get_secret_value() and not origin_allowed(websocket, settings):
+        return close_reason(FOREIGN_ORIGIN)
     channel = chosen_channel(websocket, settings)
     if channel not in settings.channels:
         known = ",".join(settings.channels)

@@ -17,6 +17,7 @@ from services.ingest import donation_webhook, twitch_webhook
 from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
 from shared import ops
+from shared.exposure import guard_hosts
 from shared.publisher import PUBLISHED, Publisher
 from shared.redis_client import connect_settings
 from shared.tasks import finish_tasks, start_task
@@ -109,6 +110,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     """The ingest app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-ingest", lifespan=lifespan, version="0.1.0")
     app.state.settings = settings
+    guard_hosts(app, settings)
     app.include_router(ops.router)
     if "webhooks" in settings.ingest_sources:
         app.include_router(donation_webhook.router)

@@ -26,7 +26,7 @@ router = APIRouter(tags=["webhooks"])
     "/webhooks/donations",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Donation from Streamlabs or StreamElements",
-    responses={400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    responses={400: {}, 401: {}, 403: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}},
 )
 async def donations(request: Request, channel: str | None = Query(default=None)) -> JSONResponse:
     """Authenticate with ``Authorization: Bearer <DONATION_WEBHOOK_SECRET>`` or
@@ -34,7 +34,9 @@ async def donations(request: Request, channel: str | None = Query(default=None))
     settings: IngestSettings = request.app.state.settings
     target = _channel(settings, channel)
     require_json(request)
-    body = await read_capped(request, settings.webhook_max_body_bytes)
+    body = await read_capped(
+        request, settings.webhook_max_body_bytes, settings.webhook_body_timeout_s
+    )
     _authenticate(request, body, settings.donation_webhook_secret.get_secret_value())
     events = _parse(body, target, settings)
     result = await submit(request, events, "donation-webhook")
@@ -82,6 +84,10 @@ def _authenticate(request: Request, body: bytes, secret: str) -> None:
 def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[DonationEvent]:
     try:
         return parse_donations(json.loads(body), channel, settings.fx_rates_usd)
+    except RecursionError as error:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "body is nested too deeply to be a donation"
+        ) from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {error}") from error
     except (DonationPayloadError, CurrencyError) as error:
@@ -89,4 +95,8 @@ def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[Donation
     except pydantic.ValidationError as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, describe_validation_error(error)
+        ) from error
+    except (ValueError, ArithmeticError) as error:  # e.g. an integer over Python's digit limit
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not a donation: {error}"
         ) from error

@@ -6,7 +6,10 @@ The WebSocket source (:mod:`services.ingest.twitch_source`) and the webhook rout
 :class:`Notification` and call :func:`map_notification`. Mapping is pure apart
 from reading :class:`LiveStreams`, which tells lifecycle events which stream is
 live. A payload that does not fit raises :class:`EventSubPayloadError`; a type we
-do not consume comes back as :class:`Ignored`.
+do not consume, or an event for a channel not in ``CHANNELS``, comes back as
+:class:`Ignored` (the latter counted in ``streamloop_ingest_unknown_channel_total``:
+a subscription for a channel this deployment does not serve is a setup mistake
+to see, never state to create).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from services.ingest.settings import IngestSettings
@@ -29,6 +33,12 @@ from shared.events import (
     StreamEndedEvent,
     StreamStartedEvent,
     SubEvent,
+)
+
+UNKNOWN_CHANNEL = Counter(
+    "streamloop_ingest_unknown_channel_total",
+    "EventSub notifications dropped because their channel is not in CHANNELS.",
+    ["type"],
 )
 
 OFFLINE_STREAM_ID = "offline"
@@ -162,9 +172,13 @@ def map_notification(
     if mapper is None:
         return Ignored(f"subscription type {kind!r} is not consumed")
     try:
-        return mapper(_Reader(notification), settings, live)
+        result = mapper(_Reader(notification), settings, live)
     except ValidationError as error:
         raise EventSubPayloadError(f"{kind}: {_describe(error)}") from error
+    if isinstance(result, EventBase) and result.channel not in settings.channels:
+        UNKNOWN_CHANNEL.labels(kind).inc()
+        return Ignored(f"channel {_short(result.channel)} is not in CHANNELS")
+    return result
 
 
 class _Reader:
@@ -351,8 +365,10 @@ def _timestamp(value: Any, name: str, kind: str = "") -> datetime:
         raise EventSubPayloadError(f"{prefix}{name} must be an RFC 3339 time, got {_short(value)}")
     try:
         return parse_ts(value)
-    except ValueError as error:
-        raise EventSubPayloadError(f"{prefix}{name} is not an RFC 3339 time: {value!r}") from error
+    except (ValueError, OverflowError) as error:
+        raise EventSubPayloadError(
+            f"{prefix}{name} is not an RFC 3339 time (or not representable): {_short(value)}"
+        ) from error
 
 
 def _describe(error: ValidationError) -> str:

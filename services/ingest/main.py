@@ -14,7 +14,7 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.logs import configure_logging
 from shared.redis_client import connect_settings
-from shared.serve import serve
+from shared.serve import HttpLimits, serve
 
 log = logging.getLogger("services.ingest")
 
@@ -74,5 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(replay(settings, args.file, args.speed))
     if args.command == "dead-letters":
         return dead_letters.main(settings, args)
-    serve(create_app(settings), settings.bind_host, settings.ingest_port)
+    serve(
+        create_app(settings),
+        settings.bind_host,
+        settings.ingest_port,
+        limits=HttpLimits.of(settings),
+    )
     return 0

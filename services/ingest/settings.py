@@ -48,6 +48,9 @@ class IngestSettings(TwitchApiSettings):
         default=SecretStr(""), description="Shared secret guarding /webhooks/donations."
     )
     webhook_max_body_bytes: int = Field(default=65_536, ge=1, description="Largest body taken.")
+    webhook_body_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a webhook body may take to arrive; slower is 408."
+    )
     ingest_buffer_max_events: int = Field(
         default=50_000,
         ge=0,

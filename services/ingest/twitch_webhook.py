@@ -9,12 +9,14 @@ the WebSocket source's ``live`` tracker to share one.
 
 Every request is checked before anything is read or published, in this order:
 secret configured (503), JSON content type (415), signing headers present (403),
-timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413), HMAC-SHA256
+timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413) and
+``WEBHOOK_BODY_TIMEOUT_S`` (408), HMAC-SHA256
 signature (403), JSON body (400). Notifications are mapped by
 :mod:`services.ingest.eventsub` (400 with the reason when they do not fit) and
 published once: Twitch redelivers with the same message id, which is remembered
-in Redis (``SET NX`` for ``WEBHOOK_MAX_AGE_S``: an older message is refused anyway) on
-top of the publisher's own dedupe.
+in Redis for ``WEBHOOK_MAX_AGE_S`` (an older message is refused anyway) *after* the
+publish, on top of the publisher's own atomic dedupe (see :func:`_publish_once`).
+A notification for a channel not in ``CHANNELS`` is dropped, counted and answered 204.
 While Redis is down the events are held by the outage buffer and the marker is
 skipped (the publisher's dedupe, keyed on the message id, still drops a repeat).
 """
@@ -41,6 +43,7 @@ from services.ingest.eventsub import (
     map_notification,
 )
 from services.ingest.settings import IngestSettings
+from services.ingest.webhook_body import read_capped
 from services.ingest.webhook_submit import submit
 from shared.clock import parse_ts, utc_now
 from shared.events import EventBase
@@ -74,7 +77,9 @@ async def twitch_webhook(request: Request) -> Response:
     _require_json(request)
     headers = _signed_headers(request)
     _require_fresh(headers.timestamp, settings.webhook_max_age_s)
-    body = await _read_body(request, settings.webhook_max_body_bytes)
+    body = await read_capped(
+        request, settings.webhook_max_body_bytes, settings.webhook_body_timeout_s
+    )
     _require_signature(secret, headers, body)
     message = _json_object(body)
     if headers.message_type == "webhook_callback_verification":
@@ -111,23 +116,11 @@ def _signed_headers(request: Request) -> SignedMessage:
 def _require_fresh(timestamp: str, max_age_s: int) -> None:
     try:
         sent_at = parse_ts(timestamp)
-    except ValueError as error:
-        raise _refuse(403, f"{MESSAGE_TIMESTAMP} is not an RFC 3339 time") from error
-    age_s = (utc_now() - sent_at).total_seconds()
+        age_s = (utc_now() - sent_at).total_seconds()
+    except (ValueError, OverflowError) as error:  # a year 0 or 10000 overflows on the way
+        raise _refuse(403, f"{MESSAGE_TIMESTAMP} is not a representable RFC 3339 time") from error
     if abs(age_s) >= max_age_s:
         raise _refuse(403, f"message timestamp is {age_s:.0f} s off; the limit is {max_age_s} s")
-
-
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise _refuse(413, f"body over {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _refuse(413, f"body over {max_bytes} bytes")
-    return bytes(body)
 
 
 def _require_signature(secret: bytes, headers: SignedMessage, body: bytes) -> None:
@@ -140,6 +133,8 @@ def _require_signature(secret: bytes, headers: SignedMessage, body: bytes) -> No
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body)
+    except RecursionError as error:
+        raise _refuse(400, "body is nested too deeply to be an EventSub message") from error
     except ValueError as error:
         raise _refuse(400, f"body is not JSON: {error}") from error
     if not isinstance(message, dict):
@@ -172,8 +167,10 @@ async def _notification(
     try:
         notification = Notification.from_payload(headers.message_id, headers.timestamp, message)
         result = map_notification(notification, state.settings, _live_streams(request))
-    except EventSubPayloadError as error:
-        raise _refuse(400, str(error)) from error
+    except (EventSubPayloadError, ValueError, ArithmeticError, RecursionError) as error:
+        # EventSubPayloadError names the field; anything else a value raised on the way
+        # (an overflowing time, a number past Python's digit limit) is the payload's fault too.
+        raise _refuse(400, str(error) or type(error).__name__) from error
     if isinstance(result, Ignored):
         log.info("ignored %s webhook: %s", notification.subscription_type, result.reason)
     else:
@@ -182,28 +179,38 @@ async def _notification(
 
 
 async def _publish_once(request: Request, message_id: str, event: EventBase) -> None:
-    """Publish ``event`` unless its message id was handled before (Twitch redelivers)."""
+    """Publish ``event`` unless its message id was handled before (Twitch redelivers).
+
+    Publish, then remember: the marker is written only after the publisher has the
+    event on its stream (or has dropped it as a duplicate), so an ingest killed
+    between the two leaves no marker and Twitch's retry publishes it (the
+    publisher's atomic ``source`` + ``id`` dedupe drops it if it had landed). A
+    marker set first would answer that retry 204 and lose the event.
+    """
     settings: IngestSettings = request.app.state.settings
     redis: Redis = request.app.state.redis
     marker = settings.keys.twitch_webhook_message(message_id)
-    if not await _first_delivery(redis, marker, settings.webhook_max_age_s):
+    if await _handled_before(redis, marker):
         log.info("ignored redelivered Twitch webhook message %s", message_id)
         return
-    try:
-        await submit(request, [event], "twitch-webhook")
-    except BaseException:
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            await redis.delete(marker)  # let Twitch's retry try again
-        raise
+    result = await submit(request, [event], "twitch-webhook")
+    if result is not None:  # None: held until Redis answers; the publisher's dedupe covers it
+        await _remember(redis, marker, settings.webhook_max_age_s)
     _live_streams(request).observe(event)
 
 
-async def _first_delivery(redis: Redis, marker: str, ttl_s: int) -> bool:
-    """Whether this message id is new; assumed so while Redis is unreachable."""
+async def _handled_before(redis: Redis, marker: str) -> bool:
+    """Whether this message id was published before; assumed not while Redis is unreachable."""
     try:
-        return bool(await redis.set(marker, "1", nx=True, ex=ttl_s))
+        return bool(await redis.exists(marker))
     except CONNECTION_ERRORS:
-        return True
+        return False
+
+
+async def _remember(redis: Redis, marker: str, ttl_s: int) -> None:
+    """Mark the message id handled for ``ttl_s`` (an older message is refused anyway)."""
+    with contextlib.suppress(*CONNECTION_ERRORS):
+        await redis.set(marker, "1", ex=ttl_s)
 
 
 def _live_streams(request: Request) -> LiveStreams:

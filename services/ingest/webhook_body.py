@@ -1,6 +1,8 @@
-"""Reading a webhook body safely: a JSON content type and a hard size cap."""
+"""Reading a webhook body safely: a JSON content type, a hard size cap and a deadline."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import HTTPException, Request, status
 
@@ -15,8 +17,9 @@ def require_json(request: Request) -> None:
         )
 
 
-async def read_capped(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refusing (413) as soon as it passes ``max_bytes``.
+async def read_capped(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The raw body, refusing (413) as soon as it passes ``max_bytes``, and (408) when it
+    has not all arrived within ``timeout_s`` (a slow sender holds no connection for long).
 
     Reads in chunks, so a lying or missing Content-Length cannot make it buffer more.
     """
@@ -24,10 +27,18 @@ async def read_capped(request: Request, max_bytes: int) -> bytes:
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _too_large(max_bytes)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(max_bytes)
+    except TimeoutError as error:
+        raise HTTPException(
+            status.HTTP_408_REQUEST_TIMEOUT,
+            f"body not received within {timeout_s:g} s (WEBHOOK_BODY_TIMEOUT_S)",
+            headers={"Connection": "close"},
+        ) from error
     return bytes(body)
 
 

@@ -25,6 +25,7 @@ from services.orchestrator.loop import DecisionLoop
 from services.orchestrator.settings import OrchestratorSettings
 from shared import ops
 from shared.bandit import BanditStateError, bandit_factory
+from shared.exposure import guard_hosts
 from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.rewards import SegmentScorer
@@ -169,5 +170,6 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         }
         return JSONResponse(body, status_code=answer.status_code)
 
+    guard_hosts(app, settings)
     app.include_router(ops.router)
     return app

@@ -22,6 +22,7 @@ from services.retro.consumer import GROUP, RetroHandler, entry_key
 from services.retro.settings import RetroSettings
 from shared import ops
 from shared.consumer import ConsumerRunner
+from shared.exposure import guard_hosts
 from shared.keys import Stream
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.tasks import finish_tasks, start_task
@@ -95,5 +96,6 @@ def create_app(settings: RetroSettings) -> FastAPI:
     """The retro app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-retro", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    guard_hosts(app, settings)
     app.include_router(ops.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from services.analytics.settings import AnalyticsSettings
 from shared.publisher import Publisher
 from tests.analytics.analytics_server import analytics_server
 from tests.analytics.streams import known_stream
+from tests.chaos.reliability import record
 
 COMMON = {"v": "1", "channel": "demo", "ts": "2026-02-27T10:00:05Z", "source": "sim"}
 BAD_ENTRIES = [
@@ -75,3 +77,46 @@ async def test_bad_entries_are_dead_lettered_counted_and_the_good_ones_still_cou
     assert health.status_code == 200
     figures = await redis.hgetall(settings.keys.metrics("demo"))
     assert figures["revenue_today"] == "25.00" and figures["viewer_count"] == "60"
+
+
+async def test_an_entry_for_a_channel_not_served_is_dead_lettered_and_creates_no_state(
+    redis: Redis, settings: AnalyticsSettings
+) -> None:
+    events = known_stream()
+    stranger = {**COMMON, "channel": "stranger"}
+    foreign = [
+        ("donation", {**stranger, "type": "donation", "id": "d1", "user": "u", "amount": "9.00"}),
+        ("chat", {**stranger, "type": "chat", "id": "c1", "user": "u", "text": "hi"}),
+    ]
+    async with analytics_server(settings) as (base, _):
+        for stream, fields in foreign:
+            await redis.xadd(settings.keys.stream(stream), fields)
+        await Publisher(redis, settings).publish_many(events)
+        async with asyncio.timeout(10):
+            while await redis.hget(settings.keys.metrics("demo"), "version") != str(len(events)):
+                await asyncio.sleep(0.05)
+            while await redis.xlen(settings.keys.dead) < len(foreign):
+                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=base) as http:
+            prometheus = (await http.get("/metrics")).text
+    dead = [fields for _, fields in await redis.xrange(settings.keys.dead)]
+    stranger_keys = [key async for key in redis.scan_iter(match="*stranger*")]
+    record(
+        "analytics-unknown-channel",
+        "entries for a channel not in CHANNELS on the streams analytics consumes",
+        len(foreign),
+        "each dead-lettered with the reason in the transaction that acks it; no key created; "
+        "the served channel's figures exact",
+        lost=0,
+        doubled=0,
+        dead_lettered=len(dead),
+        keys_created=len(stranger_keys),
+    )
+    assert sorted(json.loads(f["raw"])["id"] for f in dead) == ["c1", "d1"]
+    assert all("'stranger' is not in CHANNELS" in f["reason"] for f in dead)
+    assert stranger_keys == []
+    assert "streamloop_analytics_unknown_channel_total" in prometheus
+    pending = await redis.xpending(settings.keys.stream("donation"), "analytics")
+    assert pending["pending"] == 0
+    figures = await redis.hgetall(settings.keys.metrics("demo"))
+    assert figures["revenue_today"] == "25.00"

@@ -253,3 +253,39 @@ async def test_the_twitch_override_requires_what_the_source_needs() -> None:
         await asyncio.wait_for(source.run(asyncio.Event()), 5)
     needed = {word.strip(",") for word in str(refused.value).split() if word.startswith("TWITCH_")}
     assert needed and set(required) == needed
+
+
+def test_every_service_is_restarted_when_it_exits(compose: dict[str, Any]) -> None:
+    """A crashed or exited service comes back by itself (docker restarts it)."""
+    policies = {name: svc.get("restart") for name, svc in compose["services"].items()}
+    assert set(policies.values()) <= {"unless-stopped", "always"}, policies
+
+
+def test_ingest_keeps_its_journal_on_a_named_volume_the_user_owns(
+    compose: dict[str, Any],
+) -> None:
+    """Events ingest held while Redis was down survive a recreated container: its
+    ``INGEST_SPILL_DIR`` is a named volume, created in the image owned by the user (a
+    new named volume copies the image's directory, ownership included)."""
+    ingest = compose["services"]["ingest"]
+    spill_dir = environment(ingest)["INGEST_SPILL_DIR"]
+    mounts = dict(mount.split(":")[:2][::-1] for mount in ingest["volumes"])
+    assert mounts[spill_dir] in compose["volumes"], ingest["volumes"]
+    assert mounts[spill_dir] not in {
+        m.split(":")[0]
+        for name in ("orchestrator", "retro")
+        for m in compose["services"][name]["volumes"]
+    }, "the journal is ingest's alone"
+    final = stages(DOCKERFILE.read_text())[-1]
+    user = [i.args for i in final.instructions if i.keyword == "USER"][-1]
+    runs = " ".join(i.args for i in final.instructions if i.keyword == "RUN")
+    assert f"install -d -o {user} -g {user}" in runs and spill_dir in runs
+
+
+def test_each_app_answers_its_service_name_and_the_operators_hosts(
+    compose: dict[str, Any],
+) -> None:
+    """Services reach each other (and a scraper reaches them) by service name; anything
+    else must be named in ALLOWED_HOSTS, which .env can still extend."""
+    for name, service in app_services(compose).items():
+        assert environment(service)["ALLOWED_HOSTS"] == f"{name},${{ALLOWED_HOSTS:-}}", name

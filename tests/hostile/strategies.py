@@ -121,3 +121,20 @@ def mutated_entries(
         else:
             fields[draw(st.text(min_size=1, max_size=10))] = draw(values)
     return fields
+
+
+AMOUNTS: st.SearchStrategy[Decimal | float | int] = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.floats(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.decimals(min_value=Decimal("-1"), max_value=Decimal("2000000"), places=4),
+)
+"""Amounts of every kind a payload can carry: NaN, infinities, huge, tiny, negative, exact."""
+
+NESTING_DEPTHS = st.integers(min_value=1, max_value=32_000)
+"""How deep a hostile JSON body nests (Python's parser gives up near 1,000)."""
+
+
+def nested_json(depth: int) -> str:
+    """A JSON array nested ``depth`` deep: ``[[[...]]]``."""
+    return "[" * depth + "]" * depth

@@ -69,6 +69,7 @@ def test_ingest_openapi_fuzz(make_settings: Any) -> None:
         donation_webhook_secret="s3cret-donations",
         twitch_webhook_secret="s3cret-webhook-key-0123456789",
         webhook_max_body_bytes=4096,
+        allowed_hosts="testserver",  # the name schemathesis's ASGI client sends
     )
     fuzz(create_ingest(settings))
 
@@ -82,5 +83,6 @@ def test_analytics_openapi_fuzz(make_settings: Any) -> None:
         broadcast_interval_s=0.2,
         channels=["demo", "other"],
         dashboard_token=TOKEN,
+        allowed_hosts="testserver",
     )
     fuzz(create_analytics(settings), headers={"Authorization": f"Bearer {TOKEN}"})

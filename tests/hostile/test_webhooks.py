@@ -21,7 +21,7 @@ from services.ingest.settings import IngestSettings
 from shared.redis_client import connect_settings
 from tests.hostile.strategies import JUNK_TEXT
 from tests.ingest.ingest_app import ingest_client
-from tests.ingest.twitch_double import example_event, rfc3339, webhook_body
+from tests.ingest.twitch_double import BROADCASTER_LOGIN, example_event, rfc3339, webhook_body
 
 DONATION_SECRET = "s3cret-donations"
 TWITCH_SECRET = "s3cret-webhook-key-0123456789"
@@ -93,7 +93,7 @@ def app(runner: asyncio.Runner, make_settings: Any, hostile_cleanup: None) -> It
     settings = make_settings(
         IngestSettings,
         ingest_sources=["webhooks"],
-        channels=["demo", "other"],
+        channels=["demo", "other", BROADCASTER_LOGIN],
         donation_webhook_secret=DONATION_SECRET,
         twitch_webhook_secret=TWITCH_SECRET,
         webhook_max_body_bytes=4096,

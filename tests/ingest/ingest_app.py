@@ -17,5 +17,5 @@ async def ingest_client(settings: IngestSettings) -> AsyncIterator[httpx.AsyncCl
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client

@@ -33,6 +33,7 @@ SENT = "2022-11-16T10:11:12.464757833Z"
 SENT_AT = datetime(2022, 11, 16, 10, 11, 12, 464757, tzinfo=UTC)
 SETTINGS = IngestSettings(
     _env_file=None,
+    channels=[BROADCASTER_LOGIN],
     sub_tier1_usd=Decimal("2.50"),
     sub_tier2_usd=Decimal("5.00"),
     sub_tier3_usd=Decimal("12.50"),

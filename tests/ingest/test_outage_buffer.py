@@ -71,7 +71,7 @@ class Ingest:
         self.app = create_app(settings)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),
-            base_url="http://ingest",
+            base_url="http://localhost",
             headers={"authorization": f"Bearer {SECRET}"},
         )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -46,6 +47,7 @@ def settings(make_settings: Callable[..., Any], double: TwitchDouble) -> IngestS
         twitch_api_url=double.api_url,
         twitch_auth_url=double.auth_url,
         twitch_viewer_poll_s=0.1,
+        channels=[tw.BROADCASTER_LOGIN],
     )
     return built
 
@@ -363,3 +365,23 @@ async def test_refused_credentials_and_missing_settings_are_setup_errors(
     empty = settings.model_copy(update={"twitch_bot_id": "", "twitch_client_id": ""})
     with pytest.raises(TwitchSetupError, match="TWITCH_CLIENT_ID, TWITCH_BOT_ID"):
         await TwitchSource(empty, buffer).run(asyncio.Event())
+
+
+async def test_a_notification_for_a_channel_not_served_is_dropped_and_counted(
+    running: Running, double: TwitchDouble, redis: Redis, settings: IngestSettings
+) -> None:
+    def dropped() -> float:
+        value = REGISTRY.get_sample_value(
+            "streamloop_ingest_unknown_channel_total", {"type": "channel.cheer"}
+        )
+        return value or 0.0
+
+    before = dropped()
+    await double.notify(
+        "channel.cheer", example_event("channel.cheer", bits=7, broadcaster_user_login="stranger")
+    )
+    cheer_id = await double.notify("channel.cheer", example_event("channel.cheer", bits=8))
+    bits = await wait_for_entries(redis, settings, Stream.DONATION, 1)
+    assert [(b["id"], b["channel"]) for b in bits] == [(cheer_id, tw.BROADCASTER_LOGIN)]
+    assert dropped() == before + 1
+    assert await total_entries(redis, settings) == 1

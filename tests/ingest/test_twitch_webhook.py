@@ -33,7 +33,11 @@ URL = "/webhooks/twitch"
 
 
 def build_settings(make_settings: Callable[..., Any], **overrides: Any) -> IngestSettings:
-    values: dict[str, Any] = {"twitch_webhook_secret": SECRET, "webhook_max_body_bytes": 4096}
+    values: dict[str, Any] = {
+        "twitch_webhook_secret": SECRET,
+        "webhook_max_body_bytes": 4096,
+        "channels": [BROADCASTER_LOGIN],
+    }
     built: IngestSettings = make_settings(IngestSettings, **values | overrides)
     return built
 

@@ -209,7 +209,9 @@ class TestPassword:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost"
+            ) as client:
                 response = await client.get("/healthz")
         assert response.status_code == 503
         assert "invalid username-password pair" in response.json()["redis"]
@@ -330,7 +332,9 @@ class TestTLS:
             app = create_app(ingest_settings(url, tmp_path))
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://i") as client:
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://localhost"
+                ) as client:
                     answers[name] = await client.get("/healthz")
         assert answers["trusted"].status_code == 200
         assert answers["trusted"].json() == {

@@ -63,7 +63,7 @@ MESSAGE = ("keep it up, this stream is great! " * 30)[:1000]
 CONNECTED = 'streamloop_ws_clients{channel="demo"}'
 DROPPED = "streamloop_ws_clients_dropped_total"
 HANDSHAKE = (
-    b"GET /ws/metrics?channel=demo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"GET /ws/metrics?channel=demo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     b"Sec-WebSocket-Version: 13\r\n\r\n"
 )

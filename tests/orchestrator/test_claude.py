@@ -271,7 +271,7 @@ async def test_healthz_names_the_setting_to_fix_while_claude_is_paused(
     async with app.router.lifespan_context(app):
         await app.state.advisor.advise(CONTEXT, "talk")
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://o") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             answer = await client.get("/healthz")
     assert answer.status_code == 200, "the bandit still decides"
     claude = answer.json()["claude"]

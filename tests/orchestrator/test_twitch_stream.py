@@ -85,7 +85,8 @@ def twitch_settings(double: TwitchDouble) -> dict[str, Any]:
 async def chat(double: TwitchDouble, text: str) -> None:
     """One chat message from a viewer, as Twitch delivers it."""
     event = example_event("channel.chat.message", message_id=str(uuid.uuid4()))
-    event["message"] = {"text": text, "fragments": [{"type": "text", "text": text}]}
+    fragment = dict(event["message"]["fragments"][0], text=text)
+    event["message"] = {"text": text, "fragments": [fragment]}
     await double.notify("channel.chat.message", event)
 
 
@@ -101,6 +102,7 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
         **twitch_settings(double),
         twitch_eventsub_ws_url=double.ws_url,
         twitch_viewer_poll_s=0.1,
+        channels=CHANNEL,
     )
     analytics: AnalyticsSettings = make_settings(
         AnalyticsSettings, consumer_name="a1", consumer_block_ms=20
@@ -163,7 +165,7 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
     report = await redis.hgetall(report_key)
     markdown = report["markdown"]
     assert report["complete"] == "1", markdown
-    assert "| chat messages | 7 |" in markdown
+    assert "| chat messages | 7 |" in markdown, [x for x in markdown.splitlines() if "chat" in x]
     assert f"| `{opening['activity']}` |" in markdown, "the opening activity is a segment"
     await advisor.close()
     await voice.close()

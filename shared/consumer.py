@@ -13,8 +13,9 @@ hands validated batches to a :class:`Handler`. The guarantees:
   owner's *fence* key, which that owner WATCHes while committing, so a slow but
   alive owner cannot commit a batch someone else has taken (this is why it uses
   XPENDING + XCLAIM rather than XAUTOCLAIM: it must know whose entries it takes);
-* an entry that breaks the contract, or fails its handler ``max_attempts``
-  times, goes to ``events:dead`` with the reason and is acked;
+* an entry that breaks the contract (or cannot be parsed for any reason), or
+  fails its handler ``max_attempts`` times for any reason, goes to
+  ``events:dead`` with the reason and is acked: no entry stops the runner;
 * a lost connection is retried with capped backoff; a missing group (NOGROUP)
   stops the runner loudly; ``stop`` finishes the batch in hand, then returns.
 """
@@ -293,6 +294,8 @@ class ConsumerRunner:
             event = parse_fields(fields)
         except pydantic.ValidationError as error:
             return describe_validation_error(error)
+        except Exception as error:  # whatever the entry holds, it must not stop the runner
+            return f"entry cannot be parsed: {error!r}"
         kind = self.keys.kind_of(stream)
         if event.stream != kind:
             return f"type {event.type!r} does not belong on {stream}"

@@ -8,10 +8,11 @@ version of this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import pydantic
 from pydantic import (
@@ -26,7 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from shared.clock import format_ts, to_millis
+from shared.clock import (
+    FutureTimestampError,
+    event_ts,
+    format_ts,
+    refuse_future,
+    to_millis,
+    utc_now,
+)
 from shared.keys import Stream
 from shared.money import bits_to_usd, normalise_currency, to_cents
 
@@ -35,6 +43,8 @@ SCHEMA_VERSION: Literal[1] = 1
 Source = Literal[
     "twitch", "sim", "replay", "webhook", "streamlabs", "streamelements", "orchestrator"
 ]
+LIVE_SOURCES: frozenset[str] = frozenset({"twitch", "webhook", "streamlabs", "streamelements"})
+"""Sources dated by someone else's clock; their events must not run ahead of ours."""
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 Channel = Annotated[
     str, StringConstraints(to_lower=True, min_length=1, max_length=25, pattern=r"^[A-Za-z0-9_]+$")
@@ -46,7 +56,7 @@ Reason = Annotated[str, StringConstraints(max_length=500)]
 Activity = Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9_]*$")]
 StreamId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 Timestamp = Annotated[
-    datetime, AfterValidator(to_millis), PlainSerializer(format_ts, return_type=str)
+    datetime, AfterValidator(event_ts), PlainSerializer(format_ts, return_type=str)
 ]
 Usd = Annotated[
     Decimal,
@@ -224,6 +234,57 @@ class DeadLetter(BaseModel):
     raw: str
     group: str = ""
     ts: Timestamp
+
+
+E = TypeVar("E", bound=EventBase)
+
+
+def refuse_future_events(
+    events: Sequence[EventBase], max_skew_s: float, now: datetime | None = None
+) -> None:
+    """Raise ``FutureTimestampError`` naming the first live event dated over ``max_skew_s``
+    ahead of the wall clock (simulated, replayed and orchestrator events may run ahead:
+    their stream keeps its own clock). Ingest calls this before publishing live events.
+    """
+    now = now or utc_now()
+    for event in events:
+        if event.source in LIVE_SOURCES:
+            try:
+                refuse_future(event.ts, max_skew_s, now)
+            except FutureTimestampError as error:
+                raise FutureTimestampError(f"{event.type} {event.id}: {error}") from error
+
+
+def counted_on_arrival(event: E, max_skew_s: float, now: datetime | None = None) -> E:
+    """``event`` re-dated to ``now`` when its ``ts`` is more than ``max_skew_s`` in the past.
+
+    The policy for money that arrives late (a donation platform retrying after an
+    outage, a payload with an old ``created_at``): it counts toward the stream and the
+    day *it arrived in*, the time the streamer hears about it. Left at its own date it
+    would land in a past day or before the current stream's start, outside every
+    figure the dashboard shows, and, past ``ANALYTICS_STATE_TTL_S``, nowhere. Ingest
+    logs the original time. See ``docs/redis-schema.md`` (time policy).
+    """
+    now = now or utc_now()
+    if (now - event.ts).total_seconds() <= max_skew_s:
+        return event
+    return event.model_copy(update={"ts": to_millis(now)})
+
+
+def dead_letter_of(event: EventBase, reason: str, group: str, stream_key: str) -> DeadLetter:
+    """A dead letter for an event refused before it reached ``stream_key`` (``group``: who).
+
+    Its ``raw`` is the event's stream fields, so ``dead-letters requeue`` can publish it
+    once the reason no longer holds (a sender's clock fixed).
+    """
+    return DeadLetter(
+        reason=reason[:2000],
+        stream=stream_key,
+        entry_id="",
+        raw=json.dumps(to_fields(event), ensure_ascii=False),
+        group=group,
+        ts=utc_now(),
+    )
 
 
 def to_fields(event: EventBase) -> dict[str, str]:

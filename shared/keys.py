@@ -109,8 +109,9 @@ class Keys:
     def orchestrator_on_air(self, channel: str) -> str:
         """Hash: the orchestrator's latest decision slot (``at_ms``) and what it put on air.
 
-        Fields ``at_ms`` (event time of the last decision), ``activity``, ``since_ms``
-        (when that activity went on air) and ``stream_id``.
+        Fields ``at_ms`` (event time of the last decision) and ``slot_stream`` (its
+        stream), ``activity``, ``since_ms`` (when that activity went on air) and
+        ``stream_id``.
         """
         return f"{self.prefix}{ORCHESTRATOR_PREFIX}on_air:{channel}"
 
@@ -174,9 +175,14 @@ class AnalyticsKeys:
 
     @property
     def clock(self) -> str:
-        """Sorted set with one member, ``now``, scored by the largest ``ts`` seen (ms, ZADD GT).
+        """Sorted set: ``now``, the channel's event-time "now" (ms), and ``started``, the
+        ``ts`` of the ``stream_started`` its clock began with.
 
-        The channel's event-time "now": windows and rates are measured back from it.
+        The clock belongs to the current stream: ``now`` is the largest ``ts`` seen since
+        the latest ``stream_started`` (ZADD GT), and a ``stream_started`` later than
+        ``started`` sets both to its ``ts``, even below the old ``now``, so a stream that
+        ran ahead of the wall clock (a sped-up simulation, a replay) never freezes the
+        next one. Windows and rates are measured back from ``now``.
         """
         return f"{self.base}clock"
 

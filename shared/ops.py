@@ -1,7 +1,9 @@
 """``/healthz`` and ``/metrics``, the same on every service's HTTP port.
 
-The app's lifespan puts its Redis client on ``app.state.redis``; health is
-"this process answers and Redis answers PING".
+The app's lifespan puts its Redis client on ``app.state.redis`` and its
+:class:`shared.tasks.Supervisor` on ``app.state.supervisor``; health is "this
+process answers, Redis answers PING and no worker task is down" (a dead or
+restarting worker is named with its error, so the 503 says what to fix).
 """
 
 from __future__ import annotations
@@ -13,20 +15,31 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.redis_client import CONNECTION_ERRORS
+from shared.tasks import Supervisor
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Process up and Redis reachable")
+@router.get("/healthz", summary="Process up, Redis reachable, every worker task running")
 async def healthz(request: Request) -> JSONResponse:
-    """200 with ``{"status": "ok"}`` when Redis answers PING, else 503 saying why."""
+    """200 with ``{"status": "ok"}`` when Redis answers PING and no worker is down,
+    else 503 saying why (``redis``: the error; ``down``: each worker task and its error)."""
     body: dict[str, Any] = {"service": request.app.title}
+    healthy = True
     try:
         await request.app.state.redis.ping()
+        body["redis"] = "ok"
     except CONNECTION_ERRORS as error:
-        body |= {"status": "degraded", "redis": f"unreachable: {error}"}
-        return JSONResponse(body, status_code=503)
-    return JSONResponse(body | {"status": "ok", "redis": "ok"})
+        body["redis"] = f"unreachable: {error}"
+        healthy = False
+    supervisor: Supervisor | None = getattr(request.app.state, "supervisor", None)
+    down = supervisor.down() if supervisor is not None else {}
+    if down:
+        body["down"] = down
+        healthy = False
+    if not healthy:
+        return JSONResponse(body | {"status": "degraded"}, status_code=503)
+    return JSONResponse(body | {"status": "ok"})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from shared.events import EventBase, flat_fields, parse_fields
+from shared.events import DeadLetter, EventBase, dead_letter_fields, flat_fields, parse_fields
 from shared.keys import Stream
 from shared.settings import HIGH_VOLUME_TYPES, BaseServiceSettings
 
@@ -85,6 +85,16 @@ class Publisher:
         """Publish one event; ``False`` when it was a duplicate."""
         result = await self.publish_many([event])
         return result.published == 1
+
+    async def dead_letter(self, letter: DeadLetter) -> str:
+        """XADD ``letter`` to ``events:dead`` (capped at ``STREAM_MAXLEN_DEAD``); its entry id."""
+        entry_id: Any = await self._redis.xadd(
+            self._keys.dead,
+            dead_letter_fields(letter),  # type: ignore[arg-type]
+            maxlen=self._settings.stream_maxlen_dead,
+            approximate=True,
+        )
+        return str(entry_id)
 
     async def publish_many(self, events: Iterable[EventBase | Mapping[str, Any]]) -> PublishResult:
         """Publish events in order, one script call per batch of ``batch_size``.

@@ -91,7 +91,7 @@ class SegmentScorer:
         """
         if state is None:
             state = await timeline(self.redis, self.keys, channel, stream_id)
-        now = await self.redis.zscore(self.keys.analytics(channel).clock, "now")
+        now = await self._stream_now(channel, state)
         if now is None or not state.segments:
             return 0
         applied = 0
@@ -109,6 +109,24 @@ class SegmentScorer:
                 continue
             applied += await self._score(channel, segment, stream_start)
         return applied
+
+    async def _stream_now(self, channel: str, state: Timeline) -> float | None:
+        """The clock to judge ``state``'s segments by: the channel's, or, for an ended
+        stream a later stream has replaced (the clock now belongs to that one, and may
+        be behind this stream's end), +inf: every one of its segments has ended.
+
+        Segment ids carry their stream's id and ``update_once`` is keyed by them, so
+        whatever the clocks say an ended stream's segment is scored at most once.
+        """
+        clock = self.keys.analytics(channel).clock
+        now, began = await self.redis.zmscore(clock, ["now", "started"])
+        replaced = (
+            state.ended_ms is not None
+            and began is not None
+            and state.started_ms is not None
+            and began > state.started_ms
+        )
+        return math.inf if replaced and now is not None else now
 
     def waiting(self, channel: str) -> bool:
         """True when the last pass left an ended segment waiting for its grace period."""

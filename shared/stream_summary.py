@@ -200,7 +200,11 @@ def lifecycle_order(pair: tuple[str, float]) -> tuple[float, int, str]:
 
 
 def stream_state(lifecycle: Iterable[tuple[str, float]]) -> StreamState:
-    """Fold lifecycle entries (JSON member, ts ms) in time order into the current state."""
+    """Fold lifecycle entries (JSON member, ts ms) in time order into the current state.
+
+    Only the current stream's own activity changes count: a stream that ran ahead of
+    the wall clock leaves changes dated inside the next stream's time.
+    """
     state = StreamState()
     for raw, at in sorted(lifecycle, key=lifecycle_order):
         event = json.loads(raw)
@@ -208,7 +212,7 @@ def stream_state(lifecycle: Iterable[tuple[str, float]]) -> StreamState:
             state = StreamState(True, event["stream_id"], int(at))
         elif event["type"] == "stream_ended" and event["stream_id"] == state.stream_id:
             state = replace(state, is_live=False, ended_ms=int(at))
-        elif event["type"] == "activity_changed":
+        elif event["type"] == "activity_changed" and event.get("stream_id") == state.stream_id:
             state = replace(state, activity=event["activity"], activity_since_ms=int(at))
     return state
 
@@ -963,12 +967,15 @@ def _ends(kind: str, sid: str | None, stream_id: str) -> bool:
 
 
 def build_segments(entries: Sequence[Entry], span: Span) -> list[Segment]:
-    """One segment per activity change inside the span (changes before its start or at
-    or after its end are outside it); a change superseded in the same ms is dropped."""
+    """One segment per activity change of the span's stream inside the span (changes
+    before its start, at or after its end, or of another stream are outside it); a
+    change superseded in the same ms is dropped."""
     changes = [
         (at, event)
         for at, event in entries
-        if event["type"] == "activity_changed" and span.started_ms <= at < _limit(span)
+        if event["type"] == "activity_changed"
+        and event.get("stream_id") == span.stream_id
+        and span.started_ms <= at < _limit(span)
     ]
     kept = [c for n, c in enumerate(changes, 1) if n == len(changes) or changes[n][0] != c[0]]
     ends = [at for at, _ in kept[1:]] + [span.ended_ms]

@@ -28,7 +28,7 @@ from shared.assets import VENDOR_DIR
 from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
 from shared.redis_client import connect_settings
-from shared.tasks import finish_tasks, start_task
+from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.analytics")
 STATIC = Path(__file__).parent / "static"
@@ -54,10 +54,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     runner = ConsumerRunner(redis, settings, GROUP, handler)
     stop = asyncio.Event()
+    supervisor = app.state.supervisor = Supervisor()
     tasks = [
-        start_task("consumer", runner.run(stop)),
-        start_task("broadcast", broadcaster.run_ticks(stop)),
-        start_task("donations", broadcaster.run_donations(stop)),
+        supervisor.start("consumer", lambda: runner.run(stop), stop),
+        supervisor.start("broadcast", lambda: broadcaster.run_ticks(stop), stop),
+        supervisor.start("donations", lambda: broadcaster.run_donations(stop), stop),
     ]
     log.info("analytics up: channels %s, consumer %s", ",".join(settings.channels), runner.consumer)
     try:

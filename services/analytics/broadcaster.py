@@ -55,6 +55,8 @@ class Broadcaster:
                 await self.tick()
             except CONNECTION_ERRORS as error:
                 log.warning("broadcast skipped, Redis unreachable: %s", error)
+            except Exception:
+                log.exception("broadcast round failed; trying again next interval")
             if await wait_or_stop(stop, self.settings.broadcast_interval_s):
                 return
 
@@ -113,9 +115,22 @@ class Broadcaster:
         reply: Any = await self.redis.xread({stream: last_id}, count=100, block=500)
         for _, entries in reply or []:
             for entry_id, fields in entries:
-                await self.push_donation(fields)
+                await self._push_or_skip(stream, entry_id, fields)
                 last_id = entry_id
         return last_id
+
+    async def _push_or_skip(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        """Push one entry; one that fails for any reason but Redis is logged and skipped.
+
+        The feed only mirrors the stream to the dashboard: the analytics consumer
+        group is what counts (or dead-letters) the entry, so skipping loses nothing.
+        """
+        try:
+            await self.push_donation(fields)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as error:
+            log.warning("donation feed skipped %s %s: %r", stream, entry_id, error)
 
     async def push_donation(self, fields: dict[str, str]) -> None:
         """``donation`` then ``revenue_point`` to the event's channel (bad entries skipped)."""

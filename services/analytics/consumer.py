@@ -174,9 +174,14 @@ class MetricsHandler:
         self.dead_maxlen = dead_maxlen
 
     async def handle(self, batch: Sequence[Delivery], tx: Pipeline) -> None:
-        """Write every event of ``batch``; advance each channel's clock and version."""
+        """Write every event of ``batch``; advance each channel's clock and version.
+
+        A ``stream_started`` later than the clock's own start starts the channel's
+        clock again at its ``ts`` (``shared.keys.AnalyticsKeys.clock``).
+        """
         writes = BatchWrites()
         latest: dict[str, int] = {}
+        starts: dict[str, int] = {}
         applied: Counter[str] = Counter()
         for delivery in batch:
             event = delivery.event
@@ -185,9 +190,12 @@ class MetricsHandler:
                 continue
             WRITERS[type(event)](writes, self.keys.analytics(event.channel), event)
             latest[event.channel] = max(latest.get(event.channel, 0), ts_ms(event))
+            if isinstance(event, StreamStartedEvent):
+                starts[event.channel] = max(starts.get(event.channel, 0), ts_ms(event))
             applied[event.channel] += 1
         for channel, count in applied.items():
-            self._advance(writes, self.keys.analytics(channel), latest[channel], count)
+            keys = self.keys.analytics(channel)
+            self._advance(writes, keys, latest[channel], starts.get(channel), count)
         if self.script is None:
             self.script = apply_script(tx)
         await writes.queue(tx, self.script)
@@ -210,8 +218,10 @@ class MetricsHandler:
         )
         UNKNOWN_CHANNEL.labels(delivery.stream.value).inc()
 
-    def _advance(self, w: BatchWrites, keys: AnalyticsKeys, now_ms: int, count: int) -> None:
-        w.zadd_max(keys.clock, "now", now_ms)
+    def _advance(
+        self, w: BatchWrites, keys: AnalyticsKeys, now_ms: int, started_ms: int | None, count: int
+    ) -> None:
+        w.clock(keys.clock, now_ms, started_ms)
         w.incrby(keys.version, count)
         for key in keys.all():
             w.expire(key, self.state_ttl_s)

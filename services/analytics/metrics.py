@@ -50,7 +50,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. engagement_from)
 local function sum(lo, hi) return paid_sum(KEYS[7], KEYS[8], KEYS[9], lo, hi) end
 local forever = 2 ^ 53  -- paid_sum narrows it to the last paid ts
 local stream = {0, 0, 0, 0, 0, 0}
-if ARGV[5] ~= '' then stream = sum(tonumber(ARGV[5]), tonumber(ARGV[6])) end
+if ARGV[5] ~= '' then
+  -- a live stream's money up to its clock: none of a previous stream dated after it
+  local stream_end = tonumber(ARGV[6])
+  if ARGV[7] ~= '' then stream_end = math.min(stream_end, now + 1) end
+  stream = sum(tonumber(ARGV[5]), stream_end)
+end
 local rate_from = now - tonumber(ARGV[8])
 if ARGV[7] ~= '' then
   rate_from = math.max(rate_from, math.min(tonumber(ARGV[7]), now - tonumber(ARGV[9])))

@@ -61,6 +61,17 @@ for _, op in ipairs(ops) do
     for field, amount in pairs(added) do
       redis.call('HINCRBY', minutes, field, string.format('%.0f', amount))
     end
+  elseif kind == 'clock' then
+    -- args: the batch's latest ts, its latest stream_started ts ('' if none), both ms.
+    -- A stream_started later than the one the clock began with starts a new clock at
+    -- its ts, even below the old "now"; events before the clock's start never move it.
+    local latest, start = tonumber(args[1]), args[2]
+    local began = tonumber(redis.call('ZSCORE', key, 'started') or '-1')
+    if start ~= '' and tonumber(start) > began then
+      began = tonumber(start)
+      redis.call('ZADD', key, began, 'started', began, 'now')
+    end
+    if latest >= began then redis.call('ZADD', key, 'GT', latest, 'now') end
   elseif kind == 'incrby' then redis.call('INCRBY', key, args[1])
   elseif kind == 'expire' then redis.call('EXPIRE', key, args[1])
   end
@@ -104,6 +115,7 @@ class BatchWrites:
         self._zincrby: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._incrby: dict[str, int] = defaultdict(int)
         self._expire: dict[str, int] = {}
+        self._clock: dict[str, tuple[int, int | None]] = {}
         self._paid: dict[PaidKeys, dict[str, PaidWrite]] = defaultdict(dict)
 
     def zadd(self, key: str, member: str, score: int) -> None:
@@ -135,6 +147,16 @@ class BatchWrites:
         """HSETNX the record; only if new, ZADD it and HINCRBY its minute (first copy wins)."""
         self._paid[keys].setdefault(write.member, write)
 
+    def clock(self, key: str, latest_ms: int, started_ms: int | None) -> None:
+        """Advance the channel clock to ``latest_ms``; a later ``started_ms`` starts a new one.
+
+        See ``shared.keys.AnalyticsKeys.clock``: the clock belongs to the current stream.
+        """
+        known_latest, known_start = self._clock.get(key, (latest_ms, started_ms))
+        if known_start is None or (started_ms is not None and started_ms > known_start):
+            known_start = started_ms
+        self._clock[key] = (max(known_latest, latest_ms), known_start)
+
     def expire(self, key: str, ttl_s: int) -> None:
         """EXPIRE after ``ttl_s`` seconds."""
         self._expire[key] = ttl_s
@@ -163,6 +185,8 @@ class BatchWrites:
         for paid, writes in self._paid.items():
             events = [w.args() for w in writes.values()]
             add("paid", paid.data, [index(paid.index), index(paid.minutes), *events])
+        for key, (latest, start) in self._clock.items():
+            add("clock", key, [str(latest), "" if start is None else str(start)])
         for key, amount in self._incrby.items():
             add("incrby", key, [str(amount)])
         for key, ttl in self._expire.items():

@@ -20,7 +20,7 @@ from shared import ops
 from shared.exposure import guard_hosts
 from shared.publisher import PUBLISHED, Publisher
 from shared.redis_client import connect_settings
-from shared.tasks import finish_tasks, start_task
+from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.ingest")
 SOURCE_STOP_TIMEOUT_S = 8.0
@@ -49,6 +49,13 @@ def build_sources(
     return sources
 
 
+def supervise_source(
+    supervisor: Supervisor, name: str, source: Source, stop: asyncio.Event
+) -> asyncio.Task[None]:
+    """Run ``source`` under ``supervisor`` (restarted if it dies; ``/healthz`` names it)."""
+    return supervisor.start(name, lambda: source.run(stop), stop)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Own the Redis client, the outage buffer and one task per source; stop them in order.
@@ -66,8 +73,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     buffer.take_over_journals()
     stop, sources_done = asyncio.Event(), asyncio.Event()
     sources = build_sources(settings, redis, publisher, buffer)
-    tasks = [start_task(name, source.run(stop)) for name, source in sources.items()]
-    draining = start_task("buffer", buffer.run(sources_done, settings.ingest_buffer_flush_s))
+    supervisor = app.state.supervisor = Supervisor()
+    tasks = [supervise_source(supervisor, name, source, stop) for name, source in sources.items()]
+    flush_s = settings.ingest_buffer_flush_s
+    draining = supervisor.start("buffer", lambda: buffer.run(sources_done, flush_s), sources_done)
     log.info(
         "ingest up: sources %s, channels %s",
         ",".join(settings.ingest_sources),

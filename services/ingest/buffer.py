@@ -34,7 +34,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 
 from services.ingest.journal import HeldJournal
-from shared.events import EventBase
+from shared.events import DeadLetter, EventBase
 from shared.publisher import Publisher, PublishResult
 from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
@@ -103,6 +103,13 @@ class PublishBuffer:
                 self._note_outage(error)
         self._hold(events, source)
         return None
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Write ``letter`` to ``events:dead``; while Redis is unreachable, log it instead."""
+        try:
+            await self._publisher.dead_letter(letter)
+        except CONNECTION_ERRORS as error:
+            log.error("could not dead-letter (%s): %s; raw %s", error, letter.reason, letter.raw)
 
     def _hold(self, events: Sequence[EventBase], source: str) -> None:
         if len(self._held) + len(events) > self.max_events:

@@ -15,7 +15,7 @@ from services.ingest.donations import DonationPayloadError, parse_donations
 from services.ingest.settings import IngestSettings
 from services.ingest.webhook_body import read_capped, require_json
 from services.ingest.webhook_submit import submit
-from shared.events import DonationEvent, describe_validation_error
+from shared.events import DonationEvent, counted_on_arrival, describe_validation_error
 from shared.money import CurrencyError
 
 log = logging.getLogger("services.ingest.donations")
@@ -83,7 +83,7 @@ def _authenticate(request: Request, body: bytes, secret: str) -> None:
 
 def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[DonationEvent]:
     try:
-        return parse_donations(json.loads(body), channel, settings.fx_rates_usd)
+        parsed = parse_donations(json.loads(body), channel, settings.fx_rates_usd)
     except RecursionError as error:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, "body is nested too deeply to be a donation"
@@ -100,3 +100,12 @@ def _parse(body: bytes, channel: str, settings: IngestSettings) -> list[Donation
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not a donation: {error}"
         ) from error
+    return [_on_arrival(event, settings.max_clock_skew_s) for event in parsed]
+
+
+def _on_arrival(event: DonationEvent, max_skew_s: float) -> DonationEvent:
+    """A late donation counts when it arrives (``shared.events.counted_on_arrival``)."""
+    counted = counted_on_arrival(event, max_skew_s)
+    if counted is not event:
+        log.info("donation %s dated %s counts at its arrival, %s", event.id, event.ts, counted.ts)
+    return counted

@@ -18,11 +18,11 @@ than one cent once converted, or a time that cannot be represented is a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.clock import parse_ts, utc_now
+from shared.clock import TimestampError, from_epoch_s, parse_ts, utc_now
 from shared.events import DonationEvent
 from shared.money import CENT, to_usd
 
@@ -146,15 +146,15 @@ def _moment(raw: Any) -> datetime:
     if raw in (None, ""):
         return utc_now()
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise DonationPayloadError(f"timestamp {_shown(raw)} is not RFC 3339 or epoch seconds")
-    try:
-        if isinstance(raw, str) and not raw.isdigit():
-            return parse_ts(raw)
-        return datetime.fromtimestamp(float(raw), UTC)
-    except (ValueError, OverflowError, OSError) as error:
         raise DonationPayloadError(
-            f"timestamp {_shown(raw)} is not RFC 3339 or epoch seconds, or cannot be represented"
-        ) from error
+            f"created_at: timestamp {_shown(raw)} is not RFC 3339 or epoch seconds"
+        )
+    try:
+        if isinstance(raw, int | float) or raw.isdigit():
+            return from_epoch_s(raw)
+        return parse_ts(raw)
+    except TimestampError as error:
+        raise DonationPayloadError(f"created_at: {error}") from error
 
 
 def _shown(raw: Any, limit: int = 40) -> str:

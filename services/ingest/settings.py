@@ -63,6 +63,12 @@ class IngestSettings(TwitchApiSettings):
         default="data/ingest-spill",
         description="Journal of held events; the next start publishes what a stop or kill left.",
     )
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a live (Twitch, webhook) event may be dated ahead of the wall "
+        "clock; later ones are refused with the reason.",
+    )
     webhook_max_age_s: int = Field(default=600, ge=1, description="Oldest message accepted.")
 
     _split_sources = field_validator("ingest_sources", mode="before")(split_commas)

@@ -579,14 +579,22 @@ class _ChannelRun:
             return
         for _stream, entry_id, fields in stream_entries(reply):
             self.cursor = entry_id
-            self._apply(fields)
+            try:
+                self._apply(fields)
+            except Exception as error:  # one entry must not stop the broadcast
+                log.warning("skipped events:lifecycle %s: %r", entry_id, error)
 
     def _apply(self, fields: Mapping[str, Any]) -> None:
+        """Switch activity on this broadcast's own ``activity_changed`` (not another stream's)."""
         try:
             event = parse_fields(fields)
         except pydantic.ValidationError:
             return
-        if isinstance(event, ActivityChangedEvent) and event.channel == self.state.channel:
+        if (
+            isinstance(event, ActivityChangedEvent)
+            and event.channel == self.state.channel
+            and event.stream_id == self.state.stream_id
+        ):
             switch_activity(self.state, event.activity)
 
     async def _publish(self, events: list[EventBase], stop: asyncio.Event) -> None:

@@ -41,8 +41,15 @@ from services.ingest.eventsub import (
     map_notification,
 )
 from services.ingest.settings import IngestSettings
-from shared.clock import epoch_ms, utc_now
-from shared.events import EventBase, StreamEndedEvent, StreamStartedEvent, ViewerCountEvent
+from shared.clock import FutureTimestampError, epoch_ms, utc_now
+from shared.events import (
+    EventBase,
+    StreamEndedEvent,
+    StreamStartedEvent,
+    ViewerCountEvent,
+    dead_letter_of,
+    refuse_future_events,
+)
 from shared.redis_client import CONNECTION_ERRORS
 
 with warnings.catch_warnings():
@@ -373,6 +380,10 @@ class EventSubSocket:
                 return message
 
 
+DEAD_LETTER_GROUP = "ingest:twitch"
+"""The ``group`` of dead letters the EventSub socket writes (no consumer group refused them)."""
+
+
 class TwitchSource:
     """The ``twitch`` source: Twitch events and viewer counts onto the event streams.
 
@@ -519,7 +530,18 @@ class TwitchSource:
         if isinstance(result, Ignored):
             log.info("ignored %s notification: %s", notification.subscription_type, result.reason)
             return
+        try:
+            refuse_future_events([result], self._settings.max_clock_skew_s)
+        except FutureTimestampError as error:
+            await self._dead_letter(result, str(error))
+            return
         await self._publish([result])
+
+    async def _dead_letter(self, event: EventBase, reason: str) -> None:
+        """Send a refused notification's event to ``events:dead`` with the reason."""
+        log.warning("dead-lettering EventSub %s %s: %s", event.type, event.id, reason)
+        stream_key = self._settings.keys.stream(event.stream)
+        await self._buffer.dead_letter(dead_letter_of(event, reason, DEAD_LETTER_GROUP, stream_key))
 
     async def _poll_forever(self, client: twitchio.Client, channel: str) -> None:
         while True:

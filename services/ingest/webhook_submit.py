@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from fastapi import HTTPException, Request, status
 
 from services.ingest.buffer import BufferFull, PublishBuffer
-from shared.events import EventBase
+from shared.clock import FutureTimestampError
+from shared.events import EventBase, refuse_future_events
 from shared.publisher import PublishResult
 
 log = logging.getLogger("services.ingest.webhooks")
@@ -22,10 +23,17 @@ async def submit(
 ) -> PublishResult | None:
     """Publish ``events``, or hold them while Redis is down (``None``).
 
-    A full buffer keeps none of them and answers 503 with ``Retry-After``, so the
-    sender delivers again later.
+    A live event dated over ``MAX_CLOCK_SKEW_S`` ahead of the wall clock refuses the
+    whole delivery with 422 and the reason (``shared.clock``'s time policy). A full
+    buffer keeps none of them and answers 503 with ``Retry-After``, so the sender
+    delivers again later.
     """
     buffer: PublishBuffer = request.app.state.buffer
+    try:
+        refuse_future_events(events, request.app.state.settings.max_clock_skew_s)
+    except FutureTimestampError as error:
+        log.warning("refused a %s delivery: %s", source, error)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
     try:
         return await buffer.submit(events, source)
     except BufferFull as error:

@@ -29,7 +29,7 @@ from shared.exposure import guard_hosts
 from shared.publisher import Publisher
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.rewards import SegmentScorer
-from shared.tasks import finish_tasks, start_task
+from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.orchestrator")
 STOP_TIMEOUT_S = 8.0
@@ -107,9 +107,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loop = build_loop(redis, settings, advisor, chat=chat)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
-    tasks = [start_task("decisions", loop.run(stop))]
+    supervisor = app.state.supervisor = Supervisor()
+    tasks = [supervisor.start("decisions", lambda: loop.run(stop), stop)]
     if chat.enabled:
-        tasks.append(start_task("chat", chat.run(stop)))
+        tasks.append(supervisor.start("chat", lambda: chat.run(stop), stop))
     log.info(
         "orchestrator up as %s: channels %s, Claude %s, Twitch chat %s",
         loop.leases.replica,

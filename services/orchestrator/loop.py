@@ -4,7 +4,9 @@ Each look at a channel (every ``LOOP_INTERVAL_S`` real seconds) renews or takes
 its lease; a held channel gets its own task, so a slow Claude call on one channel
 never holds up another or the lease renewals. A decision first claims its slot
 (one atomic compare-and-set on the channel's last decision time), so even two
-replicas briefly believing they hold a channel decide it once per interval.
+replicas briefly believing they hold a channel decide it once per interval. Slots
+belong to a stream: a new stream's first decision never waits on the last one of a
+stream whose clock ran ahead.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ log = logging.getLogger("services.orchestrator.loop")
 DECISIONS_MAXLEN = 10_000
 CLAIM_SLOT = """
 local last = tonumber(redis.call('HGET', KEYS[1], 'at_ms') or '-1')
-if last >= 0 and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'at_ms', ARGV[1])
+local same_stream = redis.call('HGET', KEYS[1], 'slot_stream') == ARGV[3]
+if same_stream and last >= 0 and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'at_ms', ARGV[1], 'slot_stream', ARGV[3])
 return 1
 """
+"""Claim the decision slot at ARGV[1] ms: due ARGV[2] ms after the last one of the same
+stream ARGV[3]. Another stream's slots never count: its clock may have run ahead."""
 
 
 class DecisionLoop:
@@ -125,7 +130,7 @@ class DecisionLoop:
             return None
         interval_ms = int(self.settings.decision_interval_s * 1000)
         slot = [self.keys.orchestrator_on_air(channel)]
-        if not await self._claim_slot(keys=slot, args=[now, interval_ms]):
+        if not await self._claim_slot(keys=slot, args=[now, interval_ms, state.stream_id]):
             return None
         current, since_ms = await self._on_air(channel, state)
         decision = await self.orchestrator.decide(channel, current, now, (now - since_ms) / 1000)

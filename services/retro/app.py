@@ -25,7 +25,7 @@ from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
 from shared.keys import Stream
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
-from shared.tasks import finish_tasks, start_task
+from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.retro")
 STOP_TIMEOUT_S = 6.0
@@ -41,7 +41,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = asyncio.Event()
     handler = app.state.handler = RetroHandler(redis, settings, stop=stop)
     runner = ConsumerRunner(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
-    task = start_task("consumer", runner.run(stop))
+    supervisor = app.state.supervisor = Supervisor()
+    task = supervisor.start("consumer", lambda: runner.run(stop), stop)
     log.info("retro up: consumer %s, reports in %s", runner.consumer, settings.retro_dir)
     try:
         yield

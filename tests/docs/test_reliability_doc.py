@@ -13,11 +13,17 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def test_the_fault_table_states_what_the_chaos_tests_just_found() -> None:
+    """Every row a test has written so far is in the doc as found (fault, tries, held, lost,
+    doubled). Tests that run after this one (tests/hostile, tests/ingest) write theirs later,
+    so rows not yet written are not asked for: a fresh clone's ``make test`` passes."""
     rows = load_rows()
     if not rows:
         pytest.skip("no results in build/reliability: run tests/chaos first (make test does)")
-    assert doc_stable_cells(DOC.read_text()) == [stable_cells(row) for row in rows], (
-        "docs/reliability.md is out of date: run `python -m tools.reliability --write`"
+    documented = doc_stable_cells(DOC.read_text())
+    stale = [stable_cells(row) for row in rows if stable_cells(row) not in documented]
+    assert stale == [], (
+        "docs/reliability.md is out of date: run the whole suite, then "
+        "`python -m tools.reliability --write`"
     )
 
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from services.ingest.settings import IngestSettings
+from shared.clock import format_ts, parse_ts, utc_now
+from tests.chaos.reliability import record
 from tests.ingest.ingest_app import ingest_client
 
 SECRET = "s3cret-donations"
@@ -71,7 +74,7 @@ class TestAccepted:
         assert entry["type"] == "donation" and entry["source"] == "streamlabs"
         assert entry["id"] == "sl-1" and entry["user"] == "viewer1" and entry["channel"] == "demo"
         assert entry["amount"] == "10.80" and entry["currency"] == "EUR"
-        assert entry["message"] == "great stream" and entry["ts"] == "2026-02-27T10:30:00Z"
+        assert entry["message"] == "great stream"
 
     async def test_streamelements_tip_is_published_for_the_requested_channel(
         self, client: httpx.AsyncClient, redis: Redis, make_settings
@@ -218,3 +221,102 @@ async def test_health_reports_redis_unreachable(make_settings) -> None:
     async with ingest_client(settings) as client:
         response = await client.get("/healthz")
     assert response.status_code == 503 and "unreachable" in response.json()["redis"]
+
+
+UNREPRESENTABLE: list[Any] = [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59Z",
+    "NaN",
+    "nan",
+    "1e308",
+    1e308,
+    "9" * 3000,
+    10**400,
+    -5,
+    "1969-12-31T23:59:59Z",
+    "2026-02-30T10:00:00Z",
+    "x" * 3000,
+]
+
+
+def streamlabs_at(created_at: Any, donation_id: str = "sl-time") -> dict[str, Any]:
+    """The Streamlabs payload with its donation dated ``created_at``."""
+    item = STREAMLABS["message"][0] | {"_id": donation_id, "created_at": created_at}
+    return STREAMLABS | {"message": [item]}
+
+
+class TestTimePolicy:
+    """``created_at`` is parsed safely; too far ahead is refused; late money counts on arrival."""
+
+    async def test_a_donation_dated_in_the_skew_is_kept_at_its_own_time(
+        self, client: httpx.AsyncClient, redis: Redis, make_settings
+    ) -> None:
+        sent = utc_now().replace(microsecond=0) - timedelta(seconds=60)
+        response = await post(client, streamlabs_at(format_ts(sent)))
+        assert response.status_code == 202, response.text
+        [entry] = await donations(redis, make_settings)
+        assert parse_ts(entry["ts"]) == sent
+
+    async def test_a_donation_dated_past_the_skew_ahead_is_refused_with_the_reason(
+        self, client: httpx.AsyncClient, redis: Redis, make_settings
+    ) -> None:
+        ahead = format_ts(utc_now() + timedelta(seconds=3600))
+        response = await post(client, streamlabs_at(ahead))
+        assert response.status_code == 422
+        assert "ahead of this server's clock" in response.json()["detail"]
+        assert "MAX_CLOCK_SKEW_S allows 300 s" in response.json()["detail"]
+        assert await donations(redis, make_settings) == []
+        within = format_ts(utc_now() + timedelta(seconds=200))
+        assert (await post(client, streamlabs_at(within, "sl-soon"))).status_code == 202
+        record(
+            "future-donation",
+            "a signed donation dated an hour ahead of the wall clock (and one 200 s ahead)",
+            2,
+            "the hour-ahead one refused with 422 and the reason (MAX_CLOCK_SKEW_S 300 s), "
+            "nothing published, the channel clock untouched; the 200 s one published",
+            lost=0,
+            doubled=0,
+        )
+
+    async def test_a_late_donation_counts_at_its_arrival_time(
+        self, client: httpx.AsyncClient, redis: Redis, make_settings
+    ) -> None:
+        before = utc_now() - timedelta(milliseconds=1)
+        response = await post(client, streamlabs_at("2026-02-27T10:30:00Z"))
+        assert response.status_code == 202, response.text
+        [entry] = await donations(redis, make_settings)
+        assert before <= parse_ts(entry["ts"]) <= utc_now()
+        assert entry["amount"] == "10.80", "the money itself is untouched"
+        record(
+            "late-donation",
+            "a signed donation whose created_at is nine months old",
+            1,
+            "published, dated at its arrival (counts toward today and the current stream), "
+            "amount untouched",
+            lost=0,
+            doubled=0,
+        )
+
+    async def test_every_unrepresentable_created_at_is_a_422_naming_it(
+        self, client: httpx.AsyncClient, redis: Redis, make_settings
+    ) -> None:
+        statuses = []
+        for created_at in UNREPRESENTABLE:
+            body = json.dumps(streamlabs_at(created_at)).encode()
+            response = await client.post(
+                "/webhooks/donations", content=body, headers={"content-type": "application/json"}
+            )
+            statuses.append(response.status_code)
+            assert response.status_code == 422, (created_at, response.text)
+            assert "created_at" in response.json()["detail"]
+        assert await donations(redis, make_settings) == []
+        record(
+            "unrepresentable-timestamps",
+            "signed donations whose created_at cannot be an event time (year 0001 with an "
+            "offset, 9999, NaN, 1e308, 3,000 digits, before 1970, 30 February, junk)",
+            len(UNREPRESENTABLE),
+            "each refused with 422 naming created_at and why; nothing published; no 5xx",
+            lost=0,
+            doubled=0,
+            statuses=sorted(set(statuses)),
+        )

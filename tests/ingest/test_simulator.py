@@ -24,6 +24,7 @@ from services.ingest.simulator import (
     draw_donation,
     new_state,
     simulate,
+    stream_id_for,
     switch_activity,
 )
 from shared.events import (
@@ -229,6 +230,8 @@ async def test_follows_activity_changed_for_its_channel_only(
     try:
         await wait_for(lambda: _lifecycle_length_at_least(redis, settings, 2))
         await publisher.publish(_change("other", "music", "x1"))
+        stale = _change("demo", "music", "x0").model_copy(update={"stream_id": "sim-demo-old"})
+        await publisher.publish(stale)  # an earlier stream's decision: not this broadcast's
         await wait_for(lambda: _sim_time_past(redis, settings, T0 + timedelta(minutes=20)))
         switched_near = await _sim_time(redis, settings)
         await publisher.publish(_change("demo", "music", "x2"))
@@ -241,7 +244,7 @@ async def test_follows_activity_changed_for_its_channel_only(
     window = timedelta(minutes=18)
     before = sum(1 for ts in chat if ts < T0 + window)
     after = sum(1 for ts in chat if ts >= chat[-1] - window)
-    assert before > 300, before  # q_and_a kept despite the other channel's switch
+    assert before > 300, before  # q_and_a kept despite the other channel's and stream's switch
     assert after * 3 < before, (before, after)
 
 
@@ -317,7 +320,7 @@ def _with_port(netloc: str, port: int) -> str:
 def _change(channel: str, activity: str, event_id: str) -> ActivityChangedEvent:
     return ActivityChangedEvent(
         id=event_id, channel=channel, ts=datetime.now(UTC), source="sim",
-        stream_id=f"sim-{channel}-x", activity=activity, decided_by="orchestrator",
+        stream_id=stream_id_for(channel, T0), activity=activity, decided_by="orchestrator",
     )  # fmt: skip
 
 

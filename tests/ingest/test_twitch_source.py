@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.twitch_source import TwitchSetupError, TwitchSource
 from shared.keys import Stream
 from shared.publisher import Publisher
+from tests.chaos.reliability import record
 from tests.ingest import twitch_double as tw
 from tests.ingest.twitch_double import TwitchDouble, example_event
 
@@ -365,6 +366,35 @@ async def test_refused_credentials_and_missing_settings_are_setup_errors(
     empty = settings.model_copy(update={"twitch_bot_id": "", "twitch_client_id": ""})
     with pytest.raises(TwitchSetupError, match="TWITCH_CLIENT_ID, TWITCH_BOT_ID"):
         await TwitchSource(empty, buffer).run(asyncio.Event())
+
+
+async def test_a_notification_dated_past_the_skew_ahead_is_dead_lettered_with_the_reason(
+    running: Running, double: TwitchDouble, redis: Redis, settings: IngestSettings
+) -> None:
+    ahead = tw.rfc3339(datetime.now(UTC) + timedelta(days=1))
+    await double.notify("stream.online", example_event("stream.online", id="9", started_at=ahead))
+    await double.notify("channel.chat.message", example_event("channel.chat.message"))
+    await wait_for_entries(redis, settings, Stream.CHAT, 1)
+
+    async with asyncio.timeout(WAIT_S):
+        while not (dead := await redis.xrange(settings.keys.dead)):
+            await asyncio.sleep(0.02)
+    [(_, letter)] = dead
+    assert letter["group"] == "ingest:twitch"
+    assert letter["stream"] == settings.keys.stream(Stream.LIFECYCLE)
+    assert "stream_started online:9" in letter["reason"]
+    assert "ahead of this server's clock" in letter["reason"]
+    assert await entries(redis, settings, Stream.LIFECYCLE) == []
+    assert not running.task.done(), "the source keeps running"
+    record(
+        "future-eventsub",
+        "an EventSub socket stream.online dated a day ahead of the wall clock",
+        1,
+        "dead-lettered with the reason (group ingest:twitch, requeueable); not published; "
+        "the next notification published; the source keeps running",
+        lost=0,
+        doubled=0,
+    )
 
 
 async def test_a_notification_for_a_channel_not_served_is_dropped_and_counted(

@@ -307,3 +307,31 @@ async def test_seen_message_id_is_not_processed_again_even_with_another_body(
         assert (await client.post(URL, content=body, headers=headers)).status_code == 204
     entries = await fields_on(redis, settings, Stream.CHAT)
     assert [fields["id"] for fields in entries] == ["chat-a"]
+
+
+async def test_a_notification_dated_past_the_skew_ahead_is_refused_with_the_reason(
+    client: httpx.AsyncClient, redis: Redis, settings: IngestSettings
+) -> None:
+    """Inside the freshness window (600 s) but over MAX_CLOCK_SKEW_S (300 s) ahead: 422."""
+    body = cheer_body()
+    ahead = rfc3339(utc_now() + timedelta(seconds=450))
+    headers = webhook_headers(SECRET, body, message_id="msg-ahead", timestamp=ahead)
+    response = await client.post(URL, content=body, headers=headers)
+    assert response.status_code == 422
+    assert "ahead of this server's clock" in response.json()["detail"]
+    assert await stream_entries(redis, settings) == 0
+    assert await redis.get(settings.keys.twitch_webhook_message("msg-ahead")) is None
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z", "NaN", "x" * 5000]
+)
+async def test_an_unrepresentable_message_timestamp_is_a_403(
+    client: httpx.AsyncClient, redis: Redis, settings: IngestSettings, timestamp: str
+) -> None:
+    body = cheer_body()
+    headers = webhook_headers(SECRET, body, timestamp=timestamp)
+    response = await client.post(URL, content=body, headers=headers)
+    assert response.status_code == 403
+    assert "RFC 3339" in response.json()["detail"] or "off" in response.json()["detail"]
+    assert await stream_entries(redis, settings) == 0

@@ -1,10 +1,12 @@
 """Beta-Bernoulli Thompson sampling over the stream's activities, state in Redis.
 
 Each arm (an activity such as ``talk``) has a Beta(alpha, beta) posterior over
-its probability of a "good" segment. A reward is a number in [0, 1] (the
-orchestrator's segment score; 0 and 1 are the Bernoulli case): it adds ``r`` to
-alpha and ``1 - r`` to beta, so one update always adds exactly 1 to
-``alpha + beta``. Choosing draws one sample per arm and takes the largest
+its expected reward. A reward is a number in [0, 1] (the orchestrator's score of
+one chunk; 0 and 1 are the Bernoulli case): it adds ``w r`` to alpha and
+``w (1 - r)`` to beta, so one update always adds exactly ``w`` to ``alpha + beta``.
+``w`` (:func:`evidence_weight`, from ``BANDIT_REWARD_SD``) makes the posterior as wide
+as a Gaussian mean's with the reward's measured noise; ``w = 1`` is the plain update.
+Choosing draws one sample per arm and takes the largest
 (Thompson sampling); ties, which only occur when samples round to 0 or 1, are
 broken at random.
 
@@ -63,12 +65,13 @@ TOTAL_UPDATES = "updates"
 UPDATE_SCRIPT = """
 -- KEYS[1] state hash; KEYS[2], KEYS[3] (update_once only) the token's applied marker
 -- and the channel's rewards hash (token -> reward)
--- ARGV: arm, reward, prior_alpha, prior_beta, discount, [marker TTL s, token]
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[6]) then
+-- ARGV: arm, reward, prior_alpha, prior_beta, discount, weight, [marker TTL s, token]
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then
   return 0
 end
 local arm, reward = ARGV[1], tonumber(ARGV[2])
 local prior_a, prior_b, gamma = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local weight = tonumber(ARGV[6])
 local function fmt(x) return string.format('%.17g', x) end
 if gamma < 1 then
   local flat = redis.call('HGETALL', KEYS[1])
@@ -83,12 +86,13 @@ if gamma < 1 then
 end
 local a = tonumber(redis.call('HGET', KEYS[1], arm .. ':alpha') or ARGV[3])
 local b = tonumber(redis.call('HGET', KEYS[1], arm .. ':beta') or ARGV[4])
-redis.call('HSET', KEYS[1], arm .. ':alpha', fmt(a + reward), arm .. ':beta', fmt(b + (1 - reward)))
+redis.call('HSET', KEYS[1], arm .. ':alpha', fmt(a + weight * reward),
+  arm .. ':beta', fmt(b + weight * (1 - reward)))
 redis.call('HINCRBY', KEYS[1], arm .. ':updates', 1)
 redis.call('HINCRBY', KEYS[1], 'updates', 1)
 if KEYS[3] then
-  redis.call('HSET', KEYS[3], ARGV[7], fmt(reward))
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[8], fmt(reward))
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 return 1
 """
@@ -143,6 +147,26 @@ def sample_arm(alpha: FloatArray, beta: FloatArray, rng: np.random.Generator) ->
     return argmax_random_ties(rng.beta(alpha, beta), rng)
 
 
+def evidence_weight(reward_sd: float) -> float:
+    """Beta pseudo-observations one reward is worth when rewards vary with sd ``reward_sd``.
+
+    A Beta(alpha, beta) posterior with mean m has variance about m (1 - m) / (alpha + beta);
+    n Gaussian observations with noise sd s give s^2 / n. Equal at m = 1/2 when every
+    reward adds ``0.25 / s^2`` to alpha + beta: the posterior is then as wide as the
+    evidence really is. ``reward_sd`` = 0.5 (a coin flip's sd) gives 1, the plain update.
+    """
+    return 0.25 / positive("reward_sd", reward_sd) ** 2
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An arm's estimated reward in reward units: posterior mean, its sd, rewards behind it."""
+
+    mean: float
+    sd: float
+    n: int
+
+
 def decay(values: FloatArray, prior: float, discount: float) -> FloatArray:
     """``prior + discount * (values - prior)``; an exact copy when ``discount`` is 1."""
     if discount >= 1.0:
@@ -159,20 +183,22 @@ def posterior_update(
     prior_alpha: float = 1.0,
     prior_beta: float = 1.0,
     discount: float = 1.0,
+    weight: float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """New (alpha, beta) after ``reward`` on ``arm``; the inputs are not modified.
 
     Every arm first decays toward the prior (:func:`decay`), then the pulled arm
-    gets ``alpha += reward`` and ``beta += 1 - reward``. ``arm`` and ``reward``
-    have the leading shape of ``alpha`` (scalars for a single bandit). Rewards
-    must lie in [0, 1] (ValueError otherwise).
+    gets ``alpha += weight * reward`` and ``beta += weight * (1 - reward)``
+    (``weight``: pseudo-observations one reward is worth, :func:`evidence_weight`).
+    ``arm`` and ``reward`` have the leading shape of ``alpha`` (scalars for a single
+    bandit). Rewards must lie in [0, 1] (ValueError otherwise).
     """
     rewards = np.asarray(reward, dtype=np.float64)
     if not np.all((rewards >= 0.0) & (rewards <= 1.0)):
         raise ValueError(f"rewards must be in [0, 1], got {reward!r}")
     hit = np.arange(alpha.shape[-1]) == np.asarray(arm)[..., None]
-    gained = np.where(hit, rewards[..., None], 0.0)
-    lost = np.where(hit, 1.0 - rewards[..., None], 0.0)
+    gained = np.where(hit, weight * rewards[..., None], 0.0)
+    lost = np.where(hit, weight * (1.0 - rewards[..., None]), 0.0)
     return (
         decay(alpha, prior_alpha, discount) + gained,
         decay(beta, prior_beta, discount) + lost,
@@ -200,6 +226,16 @@ class ArmState:
         """Posterior mean ``alpha / (alpha + beta)``: the expected reward of the arm."""
         return self.alpha / (self.alpha + self.beta)
 
+    @property
+    def sd(self) -> float:
+        """Posterior standard deviation of the arm's expected reward."""
+        total = self.alpha + self.beta
+        return math.sqrt(self.alpha * self.beta / (total * total * (total + 1)))
+
+    def estimate(self) -> Estimate:
+        """Mean, sd and update count as an :class:`Estimate`."""
+        return Estimate(mean=self.mean, sd=self.sd, n=self.updates)
+
 
 class ArmSnapshot(BaseModel):
     """One arm in the JSON file."""
@@ -217,11 +253,13 @@ class Priors(BaseModel):
 
 
 class ChannelSnapshot(BaseModel):
-    """One channel in the JSON file: its arms, priors, discount and save time (RFC 3339)."""
+    """One channel in the JSON file: its arms, priors, discount, the evidence weight of one
+    reward (1 in files written before it was recorded) and save time (RFC 3339)."""
 
     arms: dict[str, ArmSnapshot]
     priors: Priors
     discount: float = Field(gt=0, le=1)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     saved_at: str
 
 
@@ -253,9 +291,11 @@ class ThompsonBandit:
         prior_alpha: float = 1.0,
         prior_beta: float = 1.0,
         discount: float = 1.0,
+        weight: float = 1.0,
         rng: np.random.Generator | None = None,
     ) -> None:
         self.arms: tuple[str, ...] = validate_arms(arms)
+        self.weight = positive("weight", weight)
         self.prior_alpha = positive("prior_alpha", prior_alpha)
         self.prior_beta = positive("prior_beta", prior_beta)
         if not 0.0 < discount <= 1.0:
@@ -314,6 +354,11 @@ class ThompsonBandit:
         fields = {as_text(name): as_text(value) for name, value in raw.items()}
         return {arm: self._arm_state(fields, arm) for arm in self.arms}
 
+    async def estimates(self) -> dict[str, Estimate]:
+        """Per arm, in arm order: the posterior mean reward, its standard deviation, and the
+        number of rewards (chunks) applied; for context summaries, the dashboard and reports."""
+        return {arm: state.estimate() for arm, state in (await self.state()).items()}
+
     async def ranking(self) -> list[str]:
         """Arms by posterior mean, best first (equal means keep the configured order)."""
         states = await self.state()
@@ -340,6 +385,7 @@ class ThompsonBandit:
             arms=arms,
             priors=Priors(alpha=self.prior_alpha, beta=self.prior_beta),
             discount=self.discount,
+            weight=self.weight,
             saved_at=format_ts(utc_now()),
         )
 
@@ -426,7 +472,10 @@ class ThompsonBandit:
     def _update_args(self, arm: str, reward: float) -> list[str | float]:
         if arm not in self.arms:
             raise ValueError(f"unknown arm {arm!r}; arms are {', '.join(self.arms)}")
-        return [arm, check_reward(reward), self.prior_alpha, self.prior_beta, self.discount]
+        return [
+            arm, check_reward(reward), self.prior_alpha, self.prior_beta, self.discount,
+            self.weight,
+        ]  # fmt: skip
 
 
 def validate_arms(arms: Sequence[str]) -> tuple[str, ...]:
@@ -542,18 +591,23 @@ async def stored_arms(redis: Redis, keys: Keys, channel: str) -> dict[str, ArmSt
 
 
 def bandit_factory(
-    redis: Redis, settings: BanditSettings, rng: np.random.Generator | None = None
+    redis: Redis,
+    settings: BanditSettings,
+    rng: np.random.Generator | None = None,
+    cls: type[ThompsonBandit] | None = None,
 ) -> Callable[[str], ThompsonBandit]:
     """One :class:`ThompsonBandit` per channel as ``settings`` configure it, built on first use.
 
     The orchestrator and the retro worker both use this, so they share arms, priors
-    and discount; ``rng`` makes draws reproducible.
+    and discount; ``rng`` makes draws reproducible; ``cls`` (a subclass, for the learning
+    benchmark's baselines) replaces :class:`ThompsonBandit`.
     """
     rng = rng if rng is not None else np.random.default_rng()
+    make = cls if cls is not None else ThompsonBandit
 
     @functools.cache
     def bandit(channel: str) -> ThompsonBandit:
-        return ThompsonBandit(
+        return make(
             redis,
             settings.keys,
             channel,
@@ -561,6 +615,7 @@ def bandit_factory(
             prior_alpha=settings.bandit_prior_alpha,
             prior_beta=settings.bandit_prior_beta,
             discount=settings.bandit_discount,
+            weight=evidence_weight(settings.bandit_reward_sd),
             rng=rng,
         )
 

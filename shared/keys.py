@@ -110,8 +110,9 @@ class Keys:
         """Hash: the orchestrator's latest decision slot (``at_ms``) and what it put on air.
 
         Fields ``at_ms`` (event time of the last decision) and ``slot_stream`` (its
-        stream), ``activity``, ``since_ms`` (when that activity went on air) and
-        ``stream_id``.
+        stream), ``activity``, ``since_ms`` (when that activity went on air),
+        ``chosen_ms`` (when it was last chosen, kept or switched to: a choice holds
+        ``MIN_SEGMENT_S``) and ``stream_id``.
         """
         return f"{self.prefix}{ORCHESTRATOR_PREFIX}on_air:{channel}"
 

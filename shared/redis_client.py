@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -20,11 +26,21 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     RedisTimeoutError,
     ConnectionError,
     OSError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
 )
 """Errors that mean "Redis is unreachable right now": back off and retry.
 
 redis-py's ``AuthenticationError`` (wrong or missing password) is a ``ConnectionError``
-too, so it is caught here as well: the error's text says which it is."""
+too, so it is caught here as well: the error's text says which it is. The cluster
+errors are what a Redis Cluster answers while a master fails over: ``CLUSTERDOWN``
+(``ClusterDownError``, and ``MASTERDOWN``, its subclass) from every node until a
+replica is promoted, ``TRYAGAIN`` during a resharding, and redis-py's own
+``SlotNotCoveredError`` / ``RedisClusterUnreachableError`` once its retries ran out.
+They are ``ResponseError``s or plain exceptions, so without this a consumer would
+count a failover as a handler failure and dead-letter good entries."""
 
 T = TypeVar("T")
 
@@ -74,9 +90,43 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
     )
 
 
+def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster:
+    """An async Redis Cluster client; ``url`` names any node (it finds the others).
+
+    Same decoding, timeouts and TLS/password handling as :func:`connect` (the URL's
+    password and ``?ssl_...`` options go to every node). The retry policy covers
+    what a cluster adds: a command that meets a dead master, ``CLUSTERDOWN`` or a
+    timeout is retried after a backoff with a topology refresh in between, a
+    ``MOVED`` / ``ASK`` redirection is followed at once, and every
+    ``reinitialize_steps`` MOVED replies the whole slot map is read again. A failover
+    longer than the retries (production's ``cluster-node-timeout`` is 15 s) surfaces
+    as one of :data:`CONNECTION_ERRORS`, which every worker already backs off on.
+    """
+    return RedisCluster.from_url(
+        url,
+        decode_responses=True,
+        encoding_errors="replace",
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=5.0,
+        health_check_interval=15,
+        retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
+        reinitialize_steps=5,
+    )
+
+
 def connect_settings(settings: BaseServiceSettings) -> Redis:
-    """An async client for the service's ``REDIS_URL``."""
-    return connect(settings.redis_url.get_secret_value())
+    """An async client for the service's ``REDIS_URL``: a cluster client when ``REDIS_CLUSTER``.
+
+    The cluster client is returned under the :class:`Redis` type every service is
+    written against: it answers the same commands, pipelines (``transaction=True``
+    on one slot, WATCH included) and scripts (keys of one slot), as the tests in
+    ``tests/cluster`` check on a real cluster. docs/cluster.md plans the
+    ``Redis | RedisCluster`` type once the services use the partitioned key layout.
+    """
+    url = settings.redis_url.get_secret_value()
+    if settings.redis_cluster:
+        return cast(Redis, connect_cluster(url))
+    return connect(url)
 
 
 def redact_url(url: str) -> str:

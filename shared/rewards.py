@@ -14,7 +14,10 @@ as the stream so far scores 0.5. Reasoning and tuning notes: ``docs/bandit.md``.
 
 :class:`SegmentScorer` applies them. A segment is scored when it has ended (a
 switch or ``stream_ended``), lasted at least ``min_segment_s``, and the channel's
-clock has passed its end by ``grace_s`` (so analytics has its late events). The
+clock has passed its end by ``grace_s`` (so analytics has its late events). With
+``chunks``, a long segment is scored in chunks of ``min_segment_s`` instead, each once
+(:meth:`SegmentScorer.ready_chunks`), so a long run of one activity keeps producing
+evidence. The
 update is ``ThompsonBandit.update_once`` keyed by the segment id: check and update
 are one Redis script, so whichever replica or service gets there first (the
 orchestrator online, the retro worker at the end of the stream) applies it, and
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -35,6 +40,7 @@ from shared.stream_summary import Segment, Timeline, segment_stats, timeline
 
 log = logging.getLogger("shared.rewards")
 APPLIED_TTL_S = 30 * 86_400
+RECENT_SCORED = 1000
 
 ENGAGEMENT_WEIGHT = 0.7
 REVENUE_WEIGHT = 0.3
@@ -49,14 +55,56 @@ def logistic(x: float) -> float:
     return exp / (1 + exp)
 
 
+def reward_parts(
+    engagement: float, revenue_per_hour: float, base_engagement: float, base_revenue_per_hour: float
+) -> tuple[float, float]:
+    """The engagement part and the revenue part of a reward, each in [0, 1] (module doc)."""
+    engagement_part = logistic((engagement - base_engagement) / ENGAGEMENT_SCALE)
+    revenue_part = logistic(math.log((revenue_per_hour + 1) / (base_revenue_per_hour + 1)))
+    return engagement_part, revenue_part
+
+
+def shrunk_revenue_per_hour(
+    revenue_usd: float, hours: float, base_per_hour: float, prior_hours: float
+) -> float:
+    """The window's revenue rate shrunk toward ``base_per_hour``: as if the window had
+    ``prior_hours`` more at the base rate. A single tip in a 3-minute chunk then moves the
+    rate by its amount / (0.05 h + prior_hours) instead of / 0.05 h; 0 gives the plain rate."""
+    total_hours = hours + prior_hours
+    if total_hours <= 0:
+        return 0.0
+    return (revenue_usd + base_per_hour * prior_hours) / total_hours
+
+
 def segment_reward(
     engagement: float, revenue_per_hour: float, base_engagement: float, base_revenue_per_hour: float
 ) -> float:
     """The reward of a segment against its baseline (see module doc), clamped to [0, 1]."""
-    engagement_part = logistic((engagement - base_engagement) / ENGAGEMENT_SCALE)
-    revenue_part = logistic(math.log((revenue_per_hour + 1) / (base_revenue_per_hour + 1)))
+    engagement_part, revenue_part = reward_parts(
+        engagement, revenue_per_hour, base_engagement, base_revenue_per_hour
+    )
     reward = ENGAGEMENT_WEIGHT * engagement_part + REVENUE_WEIGHT * revenue_part
     return min(1.0, max(0.0, reward))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a segment scored on its own: its exactly-once token and its window."""
+
+    token: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A reward this scorer applied, with its two parts (kept for measuring their noise)."""
+
+    activity: str
+    token: str
+    reward: float
+    engagement_part: float
+    revenue_part: float
 
 
 class SegmentScorer:
@@ -71,6 +119,8 @@ class SegmentScorer:
         min_segment_s: float,
         grace_s: float,
         state_path: str,
+        chunks: bool = False,
+        revenue_prior_s: float = 0.0,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -78,7 +128,10 @@ class SegmentScorer:
         self.min_segment_ms = int(min_segment_s * 1000)
         self.grace_ms = int(grace_s * 1000)
         self.state_path = state_path
+        self.chunks = chunks and self.min_segment_ms > 0
+        self.revenue_prior_h = revenue_prior_s / 3600
         self.scored = 0
+        self.recent: deque[Scored] = deque(maxlen=RECENT_SCORED)
         self._done: set[str] = set()  # segment ids known to be scored, to skip the Redis check
         self._waiting: dict[str, bool] = {}
 
@@ -100,15 +153,39 @@ class SegmentScorer:
         )
         self._waiting[channel] = False
         for segment in state.segments:
-            if segment.end_ms is None:
-                continue
-            if now < segment.end_ms + self.grace_ms:
+            if segment.end_ms is None and self.chunks:
+                self._waiting[channel] = True  # a running segment yields chunks as time passes
+            elif segment.end_ms is not None and now < segment.end_ms + self.grace_ms:
                 self._waiting[channel] = True
-                continue
-            if segment.end_ms - segment.start_ms < self.min_segment_ms:
-                continue
-            applied += await self._score(channel, segment, stream_start)
+            for chunk in self.ready_chunks(segment, now):
+                applied += await self._score(channel, segment, chunk, stream_start)
         return applied
+
+    def ready_chunks(self, segment: Segment, now_ms: float) -> list[Chunk]:
+        """The pieces of ``segment`` that are final and past their grace at ``now_ms``.
+
+        Without chunks: the whole ended segment, if at least ``min_segment_s`` long. With
+        chunks of L = ``min_segment_s``: a segment lasting d >= L has floor(d / L) chunks, the
+        last one running to the segment's end (so it is L to 2L long); while the segment
+        runs, chunk k is final once it has lasted (k + 2) L. Chunk 0's token is the segment
+        id, chunk k's ``{segment id}:{k}``, so whoever scores it, whenever, the windows and
+        tokens are the same and each chunk is applied once.
+        """
+        start, end, length = segment.start_ms, segment.end_ms, self.min_segment_ms
+        if not self.chunks:
+            if end is None or end - start < length or now_ms < end + self.grace_ms:
+                return []
+            return [Chunk(segment.segment_id, start, end)]
+        count = int(((end if end is not None else now_ms) - start) // length)
+        known = count if end is not None else count - 1  # a running segment's last may grow
+        chunks: list[Chunk] = []
+        for k in range(max(0, known)):
+            chunk_end = end if end is not None and k == count - 1 else start + (k + 1) * length
+            if now_ms < chunk_end + self.grace_ms:
+                break
+            token = segment.segment_id if k == 0 else f"{segment.segment_id}:{k}"
+            chunks.append(Chunk(token, start + k * length, chunk_end))
+        return chunks
 
     async def _stream_now(self, channel: str, state: Timeline) -> float | None:
         """The clock to judge ``state``'s segments by: the channel's, or, for an ended
@@ -132,32 +209,40 @@ class SegmentScorer:
         """True when the last pass left an ended segment waiting for its grace period."""
         return self._waiting.get(channel, False)
 
-    async def _score(self, channel: str, segment: Segment, stream_start_ms: int) -> int:
+    async def _score(
+        self, channel: str, segment: Segment, chunk: Chunk, stream_start_ms: int
+    ) -> int:
         bandit = self.bandits(channel)
-        activity, segment_id = segment.activity, segment.segment_id
+        activity, segment_id = segment.activity, chunk.token
         if activity not in bandit.arms or segment_id in self._done:
             return 0
         if await self.redis.exists(self.keys.bandit_applied(channel, segment_id)):
             self._done.add(segment_id)
             return 0
-        start, end = segment.start_ms, segment.end_ms
-        assert end is not None  # only ended segments are scored
+        start, end = chunk.start_ms, chunk.end_ms
         own = await segment_stats(self.redis, self.keys, channel, start, end)
         base = await segment_stats(self.redis, self.keys, channel, stream_start_ms, end)
         if own.mean_engagement is None or base.mean_engagement is None:
             self._done.add(segment_id)
             log.info("%s: %s holds no whole minute to measure; not scored", channel, segment_id)
             return 0
-        reward = segment_reward(
+        figures = (
             own.mean_engagement,
-            own.revenue_per_hour_usd,
+            shrunk_revenue_per_hour(
+                own.revenue_usd,
+                own.duration_s / 3600,
+                base.revenue_per_hour_usd,
+                self.revenue_prior_h,
+            ),
             base.mean_engagement,
             base.revenue_per_hour_usd,
         )
+        reward = segment_reward(*figures)
         self._done.add(segment_id)
         if not await bandit.update_once(activity, reward, segment_id, APPLIED_TTL_S):
             return 0
         self.scored += 1
+        self.recent.append(Scored(activity, segment_id, reward, *reward_parts(*figures)))
         log.info(
             "%s: scored %s (%s, %.0f s): reward %.3f",
             channel,

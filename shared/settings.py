@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.keys import Keys, Stream
+from shared.partitions import Partitions
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -40,8 +41,20 @@ class BaseServiceSettings(BaseSettings):
     redis_key_prefix: str = Field(
         default="", description="Prefix for every key, so deployments can share one Redis."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Talk to a Redis Cluster with the cluster client; REDIS_URL names any "
+        "node. Needs the partitioned key layout (docs/cluster.md).",
+    )
     channels: CommaList = Field(
         default=["demo"], description="Twitch channel logins served, comma separated."
+    )
+    partitions: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Partitions channels are spread over (crc32 % N), each one hash tag of a "
+        "Redis Cluster; changing it needs an empty Redis.",
     )
     log_level: str = Field(default="INFO", description="Python log level name.")
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
@@ -96,12 +109,27 @@ class BaseServiceSettings(BaseSettings):
     _split_channels = field_validator("channels", mode="before")(split_commas)
     _split_hosts = field_validator("allowed_hosts", mode="before")(split_commas)
 
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _no_braces_in_prefix(cls, prefix: str) -> str:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "REDIS_KEY_PREFIX must not contain { or }: Redis Cluster hashes the first "
+                "{...} of a key, so the prefix would hide each partition's hash tag"
+            )
+        return prefix
+
     @field_validator("channels")
     @classmethod
     def _lower_channels(cls, channels: list[str]) -> list[str]:
         if not channels:
             raise ValueError("CHANNELS needs at least one channel login")
         return [channel.lower() for channel in channels]
+
+    @property
+    def partitioning(self) -> Partitions:
+        """How channels map to partitions and hash tags (``shared.partitions``)."""
+        return Partitions(self.partitions)
 
     @property
     def keys(self) -> Keys:
@@ -158,13 +186,31 @@ class BanditSettings(BaseServiceSettings):
         description="Activities the bandit chooses among.",
     )
     min_segment_s: float = Field(
-        default=120.0,
+        default=180.0,
         ge=0,
-        description="Event-time seconds an activity stays on air before a switch; shorter "
-        "segments are not scored.",
+        description="Event-time seconds an activity stays on air before a switch (and the "
+        "length of a scored chunk); shorter segments are not scored.",
+    )
+    score_chunks: bool = Field(
+        default=True,
+        description="Score a long run of one activity in chunks of MIN_SEGMENT_S, each once "
+        "(false: one reward per segment, the design before issue 14).",
+    )
+    reward_revenue_prior_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="A chunk's revenue rate is shrunk toward the stream's, as if it had this "
+        "many more seconds at the stream's rate, so one tip cannot swing a reward (0: its own).",
     )
     bandit_prior_alpha: float = Field(default=1.0, gt=0, description="Beta prior alpha.")
     bandit_prior_beta: float = Field(default=1.0, gt=0, description="Beta prior beta.")
+    bandit_reward_sd: float = Field(
+        default=0.09,
+        gt=0,
+        le=0.5,
+        description="Measured standard deviation of one chunk's reward; each reward counts as "
+        "0.25 / sd^2 Beta pseudo-observations (0.5: one, the plain update).",
+    )
     bandit_discount: float = Field(
         default=1.0, gt=0, le=1, description="Per-update decay of old evidence; 1 keeps all."
     )

@@ -24,6 +24,7 @@ import tools.benchmarks.publisher as publisher
 import tools.benchmarks.slow_clients as slow_clients
 from tools import bench_claude, bench_orchestrator
 from tools.bench_bandit import bench_bandit_regret
+from tools.bench_learning import bench_learning
 
 BENCHMARKS: dict[str, Callable[[], str]] = {
     "publisher": publisher.bench_publisher,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "slow-clients": slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
     "orchestrator-claude": bench_claude.bench_claude,
+    "learning": bench_learning,
 }
 
 

@@ -113,8 +113,9 @@ class ArmPosterior(BaseModel):
     arm: str
     alpha: float
     beta: float
-    mean: float = Field(description="Posterior mean alpha / (alpha + beta)")
-    updates: int = Field(description="Rewards applied to this arm")
+    mean: float = Field(description="Posterior mean alpha / (alpha + beta), in reward units")
+    sd: float = Field(description="Posterior standard deviation of the mean, in reward units")
+    updates: int = Field(description="Rewards (scored chunks) applied to this arm")
 
 
 class BanditPosteriors(BaseModel):
@@ -140,7 +141,9 @@ async def bandit(request: Request, channel: ChannelName) -> BanditPosteriors:
     return BanditPosteriors(
         channel=name,
         arms=[
-            ArmPosterior(arm=arm, alpha=s.alpha, beta=s.beta, mean=s.mean, updates=s.updates)
+            ArmPosterior(
+                arm=arm, alpha=s.alpha, beta=s.beta, mean=s.mean, sd=s.sd, updates=s.updates
+            )
             for arm, s in ranked
         ],
     )

@@ -71,6 +71,8 @@ def build_loop(
         min_segment_s=settings.min_segment_s,
         grace_s=settings.reward_grace_s,
         state_path=settings.bandit_state_path,
+        chunks=settings.score_chunks,
+        revenue_prior_s=settings.reward_revenue_prior_s,
     )
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     leases = ChannelLeases(redis, settings.keys, replica, settings.lease_ttl_ms)

@@ -3,7 +3,9 @@
 Order of precedence:
 
 1. an activity younger than ``MIN_SEGMENT_S`` stays on air (rule ``dwell``), so every
-   segment lives long enough to be scored;
+   segment lives long enough to be scored; with ``chosen_s`` (commit, then judge: the
+   loop passes the time since the last choice, kept or switched), every choice holds
+   ``MIN_SEGMENT_S`` before the next is made, so the bandit decides once per segment;
 2. Claude's tool call, when an API key is set and the call succeeds;
 3. otherwise the bandit's sampled arm (the log and the record say why Claude was
    not used); without a bandit, the current activity is kept (``default``).
@@ -69,14 +71,30 @@ class Orchestrator:
         self.bandits = bandits
         self.min_segment_s = min_segment_s
 
-    async def decide(self, channel: str, current: str, at_ms: int, on_air_s: float) -> Decision:
-        """The decision for ``channel`` whose ``current`` activity has been on air ``on_air_s``."""
+    async def decide(
+        self,
+        channel: str,
+        current: str,
+        at_ms: int,
+        on_air_s: float,
+        *,
+        chosen_s: float | None = None,
+    ) -> Decision:
+        """The decision for ``channel`` whose ``current`` activity has been on air ``on_air_s``
+        (and was last chosen ``chosen_s`` ago, when choices are committed to)."""
+        held_s = on_air_s if chosen_s is None else min(on_air_s, chosen_s)
+        if current and held_s < self.min_segment_s:
+            made = _Maker(channel, at_ms, current, "")
+            why = (
+                f"{current} has been on air {on_air_s:.0f} s of at least {self.min_segment_s:.0f}"
+                if chosen_s is None or on_air_s <= chosen_s
+                else f"{current} was chosen {chosen_s:.0f} s ago; a choice holds "
+                f"{self.min_segment_s:.0f} s"
+            )
+            return made(current, "dwell", why)
         bandit = self.bandits(channel) if self.bandits else None
         suggestion = await bandit.select() if bandit else ""
         made = _Maker(channel, at_ms, current, suggestion)
-        if current and on_air_s < self.min_segment_s:
-            why = f"{current} has been on air {on_air_s:.0f} s of at least {self.min_segment_s:.0f}"
-            return made(current, "dwell", why)
         fallback, usage = "no Claude advisor", None
         if self.advisor is not None:
             context = await self._context(channel, current, at_ms, on_air_s, suggestion, bandit)

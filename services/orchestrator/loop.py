@@ -132,9 +132,12 @@ class DecisionLoop:
         slot = [self.keys.orchestrator_on_air(channel)]
         if not await self._claim_slot(keys=slot, args=[now, interval_ms, state.stream_id]):
             return None
-        current, since_ms = await self._on_air(channel, state)
-        decision = await self.orchestrator.decide(channel, current, now, (now - since_ms) / 1000)
-        await self.record(decision, state.stream_id, since_ms)
+        current, since_ms, chosen_ms = await self._on_air(channel, state)
+        chosen_s = (now - chosen_ms) / 1000 if self.settings.commit_segments else None
+        decision = await self.orchestrator.decide(
+            channel, current, now, (now - since_ms) / 1000, chosen_s=chosen_s
+        )
+        await self.record(decision, state.stream_id, since_ms, chosen_ms)
         return decision
 
     async def _score_if_changed(self, channel: str, lifecycle: list[tuple[str, float]]) -> None:
@@ -146,34 +149,47 @@ class DecisionLoop:
             await self.scorer.score_ready(channel)
             self._scored_head[channel] = head
 
-    async def _on_air(self, channel: str, state: StreamState) -> tuple[str, int]:
-        """What is on air and since when: our own last switch, or the stream's lifecycle.
+    async def _on_air(self, channel: str, state: StreamState) -> tuple[str, int, int]:
+        """What is on air, since when, and when it was last chosen (kept or switched to):
+        our own last decision, or the stream's lifecycle.
 
         A stream that went live with no activity announced (Twitch's ``stream.online``
-        names none) has nothing on air since its start: ``("", started_ms)``, and the
-        decision made on it is the opening one (a switch, so ``activity_changed`` goes out).
+        names none) has nothing on air since its start: ``("", started_ms, started_ms)``,
+        and the decision made on it is the opening one (a switch, so ``activity_changed``
+        goes out).
         """
         assert state.started_ms is not None
         ours: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
             self.keys.orchestrator_on_air(channel)
         )
         since = int(ours.get("since_ms", -1))
+        same_stream = ours.get("stream_id") == state.stream_id
         ours_is_newer = state.activity_since_ms is None or since > state.activity_since_ms
-        if ours.get("stream_id") == state.stream_id and ours.get("activity") and ours_is_newer:
-            return ours["activity"], since
+        if same_stream and ours.get("activity") and ours_is_newer:
+            return ours["activity"], since, max(since, int(ours.get("chosen_ms", since)))
         if state.activity_since_ms is None:
-            return "", state.started_ms
-        return state.activity, state.activity_since_ms
+            return "", state.started_ms, state.started_ms
+        chosen = int(ours.get("chosen_ms", -1)) if same_stream else -1
+        if ours.get("activity") != state.activity:
+            chosen = -1
+        return state.activity, state.activity_since_ms, max(state.activity_since_ms, chosen)
 
-    async def record(self, decision: Decision, stream_id: str, since_ms: int) -> None:
-        """Remember what is on air, log the decision, offer its chat line to Twitch (never
-        waiting on it), publish ``activity_changed`` on a switch."""
+    async def record(
+        self, decision: Decision, stream_id: str, since_ms: int, chosen_ms: int | None = None
+    ) -> None:
+        """Remember what is on air and when it was last chosen, log the decision, offer its
+        chat line to Twitch (never waiting on it), publish ``activity_changed`` on a switch.
+        A ``dwell`` keeps the last choice's time."""
         on_air_since = decision.at_ms if decision.action == "switch" else since_ms
+        chosen = since_ms if chosen_ms is None else chosen_ms
+        if decision.decided_by != "dwell":
+            chosen = decision.at_ms
         await self.redis.hset(
             self.keys.orchestrator_on_air(decision.channel),
             mapping={
                 "activity": decision.activity,
                 "since_ms": on_air_since,
+                "chosen_ms": chosen,
                 "stream_id": stream_id,
             },
         )

@@ -14,6 +14,11 @@ class OrchestratorSettings(BanditSettings, TwitchApiSettings):
     decision_interval_s: float = Field(
         default=30.0, gt=0, description="Event-time seconds between decisions for a channel."
     )
+    commit_segments: bool = Field(
+        default=True,
+        description="Decide once per segment: a choice (keep or switch) holds MIN_SEGMENT_S, "
+        "then the next is made (false: redraw every interval after the dwell, as before).",
+    )
     reward_grace_s: float = Field(
         default=5.0, ge=0, description="Event-time wait after a segment ends before scoring it."
     )

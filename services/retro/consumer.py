@@ -32,6 +32,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from statistics import fmean
 from typing import TextIO
 
 from prometheus_client import Counter
@@ -51,7 +52,7 @@ from shared.events import StreamEndedEvent, StreamStartedEvent
 from shared.keys import Keys
 from shared.logs import channel_context
 from shared.rewards import SegmentScorer
-from shared.stream_summary import Paid, iso, stream_summary, timeline
+from shared.stream_summary import Paid, SegmentReport, iso, stream_summary, timeline
 
 log = logging.getLogger("services.retro")
 GROUP = "retro"
@@ -100,6 +101,8 @@ class RetroHandler:
             min_segment_s=settings.min_segment_s,
             grace_s=0,
             state_path=settings.bandit_state_path,
+            chunks=settings.score_chunks,
+            revenue_prior_s=settings.reward_revenue_prior_s,
         )
         consumer = settings.consumer_name or default_consumer_name()
         stdout = (out or sys.stdout) if settings.retro_print else None
@@ -251,12 +254,31 @@ class RetroHandler:
             before=before,
             after=await bandit.state(),
             scored=await self.applied(channel, ids),
-            rewards=await bandit.rewards(ids),
+            rewards=await self.segment_rewards(channel, summary.segments),
             donations=donations,
             problems=problems,
             min_segment_s=self.settings.min_segment_s,
             notes=notes,
         )
+
+    async def segment_rewards(
+        self, channel: str, segments: Sequence[SegmentReport]
+    ) -> dict[str, float]:
+        """Per segment id, the mean reward of its scored chunks (the segment's own reward
+        when it is one chunk, or chunks are off); segments with none are absent."""
+        chunks = {
+            s.segment_id: [c.token for c in self.scorer.ready_chunks(s, s.end_ms)]
+            for s in segments
+            if s.end_ms is not None
+        }
+        tokens = [token for tokens in chunks.values() for token in tokens]
+        found = await self.bandits(channel).rewards(tokens)
+        means = {}
+        for segment_id, tokens in chunks.items():
+            values = [found[token] for token in tokens if token in found]
+            if values:
+                means[segment_id] = fmean(values)
+        return means
 
     async def paid(self, channel: str, start_ms: int, end_ms: int, *, closed: bool) -> list[Paid]:
         """Paid events of ``[start_ms, end_ms)`` (``]`` when ``closed``), with their messages."""

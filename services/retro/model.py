@@ -32,6 +32,12 @@ class Posterior(BaseModel):
         """alpha / (alpha + beta)."""
         return self.alpha / (self.alpha + self.beta)
 
+    @property
+    def sd(self) -> float:
+        """Posterior standard deviation of the mean, in reward units."""
+        total = self.alpha + self.beta
+        return float((self.alpha * self.beta / (total * total * (total + 1))) ** 0.5)
+
     @classmethod
     def of(cls, state: ArmState) -> Posterior:
         """From the bandit's own record."""

@@ -65,10 +65,11 @@ def reward(value: float | None) -> str:
 
 
 def posterior(p: Posterior | None) -> str:
-    """``0.625 Beta(2.50, 1.50)``: the posterior mean and the posterior."""
+    """``0.625 ± 0.217 (2 chunks) Beta(2.50, 1.50)``: the estimated reward, its uncertainty
+    (posterior sd) in reward units, the rewards it rests on, and the posterior."""
     if p is None:
         return DASH
-    return f"{p.mean:.3f} Beta({p.alpha:.2f}, {p.beta:.2f})"
+    return f"{p.mean:.3f} ± {p.sd:.3f} ({p.updates} chunks) Beta({p.alpha:.2f}, {p.beta:.2f})"
 
 
 def change(before: Posterior | None, after: Posterior | None) -> str:

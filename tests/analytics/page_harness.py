@@ -73,7 +73,7 @@ def sample_bandit() -> dict[str, Any]:
     """Posteriors of three arms."""
     return {
         "arms": [
-            {"arm": "talk", "alpha": 3.0, "beta": 2.0, "mean": 0.6},
+            {"arm": "talk", "alpha": 3.0, "beta": 2.0, "mean": 0.6, "sd": 0.2, "updates": 4},
             {"arm": "game", "alpha": 8.0, "beta": 4.0, "mean": 8.0 / 12.0},
             {"arm": "react", "alpha": 1.0, "beta": 3.0, "mean": 0.25},
         ]

@@ -106,7 +106,8 @@ async def test_bandit_posteriors_are_404_until_the_orchestrator_writes_them(
     await bandit.update("music", 1.0)
     await bandit.update("talk", 0.0)
     body = (await api.get("/api/channels/demo/bandit")).json()
+    sd = (2 / 36) ** 0.5  # Beta(2, 1) and Beta(1, 2): sqrt(2 / (3^2 x 4))
     assert body["arms"] == [
-        {"arm": "music", "alpha": 2.0, "beta": 1.0, "mean": 2 / 3, "updates": 1},
-        {"arm": "talk", "alpha": 1.0, "beta": 2.0, "mean": 1 / 3, "updates": 1},
+        {"arm": "music", "alpha": 2.0, "beta": 1.0, "mean": 2 / 3, "sd": sd, "updates": 1},
+        {"arm": "talk", "alpha": 1.0, "beta": 2.0, "mean": 1 / 3, "sd": sd, "updates": 1},
     ]

@@ -335,7 +335,10 @@ async def test_bandit_panel_renders_arms(watched: Watched, harness: PageHarness)
         await expect(arms.locator(".arm-name")).to_have_text(["Game", "Talk", "React"])
         await expect(arms.locator(".arm-mean")).to_have_text(["0.67", "0.60", "0.25"])
         talk = page.locator('#bandit .arm[data-arm="talk"]')
-        await expect(talk.locator(".arm-params")).to_have_text("\u03b1 3.0 · \u03b2 2.0")
+        # Uncertainty in reward units and the chunks behind it, then the Beta's parameters.
+        await expect(talk.locator(".arm-params")).to_have_text(
+            "± 0.20 · 4 chunks · \u03b1 3.0 · \u03b2 2.0"
+        )
         width = await talk.locator(".arm-fill").evaluate("(fill) => fill.style.width")
         assert width == "60%"
         # The arm on air is marked.

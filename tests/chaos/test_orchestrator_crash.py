@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.bandit import ThompsonBandit
+from services.orchestrator.settings import OrchestratorSettings
+from shared.bandit import ThompsonBandit, evidence_weight
 from shared.keys import Keys
 from shared.rewards import SegmentScorer
 from tests.analytics.recorded import ACTIVITIES, recorded_stream
@@ -35,8 +36,12 @@ LEASE_TTL_MS = 1500
 pytestmark = pytest.mark.slow
 
 
+DEFAULTS = OrchestratorSettings(_env_file=None)  # what the replicas run with
+
+
 def bandit(redis: Redis, keys: Keys) -> ThompsonBandit:
-    return ThompsonBandit(redis, keys, "demo", list(ACTIVITIES))
+    weight = evidence_weight(DEFAULTS.bandit_reward_sd)
+    return ThompsonBandit(redis, keys, "demo", list(ACTIVITIES), weight=weight)
 
 
 async def bandit_state(redis: Redis, keys: Keys) -> tuple[object, object]:
@@ -56,6 +61,8 @@ async def uninterrupted(redis: Redis, tmp_path: Path) -> tuple[object, object]:
             min_segment_s=MIN_SEGMENT_S,
             grace_s=0,
             state_path=str(tmp_path / "reference.json"),
+            chunks=DEFAULTS.score_chunks,
+            revenue_prior_s=DEFAULTS.reward_revenue_prior_s,
         )
         assert await scorer.score_ready("demo") > 0
         return await bandit_state(redis, keys)

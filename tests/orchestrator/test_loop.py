@@ -130,3 +130,33 @@ async def test_a_stream_live_with_no_activity_announced_gets_an_opening_decision
     second = await loop.tick("demo")
     assert second is not None and second.previous == opening.activity
     assert (second.action, second.decided_by) == ("keep", "dwell"), "the opening segment dwells"
+
+
+@pytest.mark.parametrize("commit", [True, False])
+async def test_a_choice_holds_one_segment_before_the_next_draw_when_committing(
+    redis: Redis, make_settings, tmp_path, commit: bool
+) -> None:
+    """q_and_a has been on air 300 s and the bandit keeps it at 600 s; with COMMIT_SEGMENTS
+    that keep holds 60 s (a dwell at 631 s, a fresh draw at 661 s); without, every interval
+    after the first 60 s on air draws again."""
+    settings = make_settings(
+        OrchestratorSettings,
+        min_segment_s=60,
+        decision_interval_s=30,
+        commit_segments=commit,
+        bandit_state_path=str(tmp_path / "bandit.json"),
+        replica_id="r1",
+    )
+    await apply(redis, settings.keys, known_stream())  # q_and_a on air since 300 s, clock 600 s
+    bandit = ThompsonBandit(redis, settings.keys, "demo", settings.activities)
+    for arm in settings.activities:
+        for _ in range(40):
+            await bandit.update(arm, 1.0 if arm == "q_and_a" else 0.0)
+    loop = loop_for(redis, settings)
+    by = []
+    for n, seconds in enumerate([600, 631, 661]):
+        await advance(redis, settings, seconds, n)
+        decision = await loop.tick("demo")
+        assert decision is not None and decision.activity == "q_and_a"
+        by.append(decision.decided_by)
+    assert by == (["bandit", "dwell", "bandit"] if commit else ["bandit", "bandit", "bandit"])

@@ -49,6 +49,9 @@ async def main(url: str, prefix: str, tmp: str) -> None:
         consumer_name="crashy",
         consumer_block_ms=50,
         min_segment_s=60,
+        score_chunks=False,
+        bandit_reward_sd=0.5,
+        reward_revenue_prior_s=0.0,
         retro_dir=str(Path(tmp) / "retros"),
         bandit_state_path=str(Path(tmp) / "bandit.json"),
     )

@@ -32,8 +32,17 @@ def ms(seconds: float) -> int:
 def retro_settings(
     make_settings: Callable[..., Any], tmp_path: Path, **overrides: Any
 ) -> RetroSettings:
-    """Retro settings on the test's Redis and prefix, files under ``tmp_path``."""
+    """Retro settings on the test's Redis and prefix, files under ``tmp_path``.
+
+    One reward per segment with the plain Beta update (``SCORE_CHUNKS`` off,
+    ``BANDIT_REWARD_SD`` 0.5) and the segment's own revenue rate
+    (``REWARD_REVENUE_PRIOR_S`` 0), so the reports' figures are worked out per segment; chunked
+    scoring, exactly once, is tested in ``tests/retro/test_chunks.py``.
+    """
     values: dict[str, Any] = {
+        "score_chunks": False,
+        "bandit_reward_sd": 0.5,
+        "reward_revenue_prior_s": 0.0,
         "consumer_name": "r1",
         "consumer_block_ms": 20,
         "min_segment_s": 60,

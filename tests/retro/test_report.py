@@ -117,9 +117,16 @@ async def test_the_report_figure_by_figure(
     # gaming: 180 s, 19.8, 4/min, 21.00 over 3 min = 420/h, not an arm.
     talk_alpha, talk_beta = 1 + R_TALK + R_TALK2, 1 + (1 - R_TALK) + (1 - R_TALK2)
     qa_alpha, qa_beta = 1 + R_QA, 1 + (1 - R_QA)
-    prior = "0.500 Beta(1.00, 1.00)"
-    talk_after = f"{talk_alpha / 4:.3f} Beta({talk_alpha:.2f}, {talk_beta:.2f})"
-    qa_after = f"{qa_alpha / 3:.3f} Beta({qa_alpha:.2f}, {qa_beta:.2f})"
+
+    def shown(alpha: float, beta: float, chunks: int) -> str:
+        """Mean ± posterior sd (reward units), the chunks behind it, and the Beta."""
+        total = alpha + beta
+        sd = (alpha * beta / (total * total * (total + 1))) ** 0.5
+        return f"{alpha / total:.3f} ± {sd:.3f} ({chunks} chunks) Beta({alpha:.2f}, {beta:.2f})"
+
+    prior = "0.500 ± 0.289 (0 chunks) Beta(1.00, 1.00)"
+    talk_after = shown(talk_alpha, talk_beta, 2)
+    qa_after = shown(qa_alpha, qa_beta, 1)
     assert section(markdown, "Activities")[2:] == [
         f"| `talk` | 2 | 7m 00s | 46.7% | 17.3 | 2.00 | $214.29 | "
         f"{(R_TALK + R_TALK2) / 2:.3f} (2 scored) | {prior} | {talk_after} |",
@@ -234,3 +241,22 @@ async def test_the_html_page_holds_the_same_figures(
         ("gaming", ms(600), ms(780)),
         ("talk", ms(780), ms(900)),
     ]
+
+
+async def test_with_chunks_a_segment_shows_the_mean_reward_of_its_chunks(
+    redis: Redis, analytics: AnalyticsSettings, make_settings: Any, tmp_path: Path
+) -> None:
+    """Chunks of 60 s: talk [0, 300) is five chunks, each scored once; the report's reward of
+    the segment is their mean, and the arm rests on the chunks (q_and_a's 5, talk's 5 + 2)."""
+    settings = retro_settings(make_settings, tmp_path, score_chunks=True)
+    stored, _ = await report_of_recorded_stream(redis, analytics, settings)
+    bandit = ThompsonBandit(redis, settings.keys, "demo", settings.activities)
+    first = f"{STREAM}:{ms(0)}:talk"
+    tokens = [first] + [f"{first}:{k}" for k in range(1, 5)]
+    chunk_rewards = await bandit.rewards(tokens)
+    assert len(chunk_rewards) == 5
+    state = await bandit.state()
+    assert (state["talk"].updates, state["q_and_a"].updates) == (5 + 2, 5)
+    rows = {row["segment_id"]: row for row in json.loads(stored["report"])["segments"]}
+    mean = sum(chunk_rewards.values()) / 5
+    assert rows[first]["reward"] == pytest.approx(mean, abs=1e-12)

@@ -39,6 +39,9 @@ def start_retro(redis_url: str, prefix: str, port: int, tmp_path: Path) -> subpr
         "RETRO_DIR": str(tmp_path / "retros"),
         "BANDIT_STATE_PATH": str(tmp_path / "bandit.json"),
         "MIN_SEGMENT_S": "60",
+        "SCORE_CHUNKS": "false",
+        "BANDIT_REWARD_SD": "0.5",
+        "REWARD_REVENUE_PRIOR_S": "0",
         "CHANNELS": "demo",
     }
     return subprocess.Popen(

@@ -17,8 +17,10 @@ from shared.bandit import (
     DEFAULT_ARMS,
     ArmState,
     BanditStateError,
+    Estimate,
     ThompsonBandit,
     argmax_random_ties,
+    evidence_weight,
     posterior_update,
 )
 from shared.keys import Keys
@@ -207,8 +209,11 @@ async def test_old_evidence_fades_geometrically(make_bandit: Factory) -> None:
     assert music.beta == pytest.approx(1.0 + sum(gamma**n for n in range(20)), rel=1e-12)
 
 
-async def test_redis_script_matches_the_pure_update_bit_for_bit(make_bandit: Factory) -> None:
-    options = {"prior_alpha": 1.5, "prior_beta": 0.7, "discount": 0.97}
+@pytest.mark.parametrize("weight", [1.0, 14.79])
+async def test_redis_script_matches_the_pure_update_bit_for_bit(
+    make_bandit: Factory, weight: float
+) -> None:
+    options = {"prior_alpha": 1.5, "prior_beta": 0.7, "discount": 0.97, "weight": weight}
     bandit = make_bandit(**options)
     rng = np.random.default_rng(3)
     alpha, beta = np.full(len(ARMS), 1.5), np.full(len(ARMS), 0.7)
@@ -365,3 +370,29 @@ async def test_learns_the_best_of_simulated_bernoulli_arms(make_bandit: Factory)
     assert ranking[0] == "music", (ranking, await bandit.state())
     assert pulls["music"] > 1000, pulls  # uniform play would give ~400
     assert (await bandit.state())["music"].updates == pulls["music"]
+
+
+# --- evidence weighted by the reward's noise ------------------------------------------------
+
+
+def test_a_reward_counts_as_a_quarter_over_the_noise_variance_in_pseudo_observations() -> None:
+    assert evidence_weight(0.5) == 1.0
+    assert evidence_weight(0.1) == pytest.approx(25.0)
+    with pytest.raises(ValueError, match="reward_sd"):
+        evidence_weight(0.0)
+
+
+async def test_weighted_rewards_give_a_posterior_as_wide_as_gaussian_noise(
+    make_bandit: Factory,
+) -> None:
+    """n rewards with noise sd s: the posterior sd of the mean is about s / sqrt(n)."""
+    sd, n = 0.13, 16
+    bandit = make_bandit(weight=evidence_weight(sd))
+    rng = np.random.default_rng(5)
+    for reward in np.clip(rng.normal(0.6, sd, n), 0, 1):
+        await bandit.update("talk", float(reward))
+    talk = (await bandit.estimates())["talk"]
+    assert talk.n == n
+    assert talk.sd == pytest.approx(sd / np.sqrt(n), rel=0.05)
+    assert abs(talk.mean - 0.6) < 3 * sd / np.sqrt(n)
+    assert (await bandit.estimates())["music"] == Estimate(mean=0.5, sd=np.sqrt(1 / 12), n=0)

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from shared.bandit import ThompsonBandit
 from shared.events import ActivityChangedEvent, ChatEvent, StreamEndedEvent
-from shared.rewards import SegmentScorer, segment_reward
+from shared.rewards import SegmentScorer, segment_reward, shrunk_revenue_per_hour
 from tests.analytics.streams import START, STREAM, known_stream
 from tests.orchestrator.driver import apply
 
@@ -113,3 +113,22 @@ class TestRewardFormula:
 
     def test_bounded(self) -> None:
         assert 0 <= segment_reward(0, 0, 100, 1e6) <= segment_reward(100, 1e6, 0, 0) <= 1
+
+
+class TestRevenueShrinkage:
+    """A chunk's revenue rate is pulled toward the stream's, so one tip cannot swing it."""
+
+    def test_without_a_prior_it_is_the_chunks_own_rate(self) -> None:
+        assert shrunk_revenue_per_hour(5.0, 0.05, 20.0, 0.0) == pytest.approx(100.0)
+
+    def test_a_prior_of_fifteen_minutes_at_the_stream_rate(self) -> None:
+        # (5 USD + 20 USD/h x 0.25 h) / (0.05 h + 0.25 h) = 10 / 0.3
+        assert shrunk_revenue_per_hour(5.0, 0.05, 20.0, 0.25) == pytest.approx(10 / 0.3)
+
+    def test_one_tip_moves_the_reward_far_less(self) -> None:
+        plain = [segment_reward(50, rate, 50, 20.0) for rate in (0.0, 100.0)]
+        shrunk = [
+            segment_reward(50, shrunk_revenue_per_hour(usd, 0.05, 20.0, 0.25), 50, 20.0)
+            for usd in (0.0, 5.0)
+        ]
+        assert shrunk[1] - shrunk[0] < (plain[1] - plain[0]) / 3

@@ -560,7 +560,8 @@
         alpha: arm.alpha,
         beta: arm.beta,
         mean: isNumber(arm.mean) ? arm.mean : posteriorMean(arm.alpha, arm.beta),
-        sd: posteriorSd(arm.alpha, arm.beta),
+        sd: isNumber(arm.sd) ? arm.sd : posteriorSd(arm.alpha, arm.beta),
+        updates: arm.updates,
       }))
       .sort((a, b) => (b.mean || 0) - (a.mean || 0));
   }
@@ -597,9 +598,16 @@
       el("span", "arm-name", displayName(arm.name)),
       bar,
       el("span", "arm-mean", arm.mean === null ? "—" : arm.mean.toFixed(2)),
-      el("span", "arm-params", `α ${formatOneDecimal(arm.alpha)} · β ${formatOneDecimal(arm.beta)}`),
+      el("span", "arm-params", armEvidence(arm)),
     );
     return row;
+  }
+
+  // The estimate's uncertainty in reward units and how many scored chunks it rests on.
+  function armEvidence(arm) {
+    const sd = arm.sd === null ? "" : `± ${arm.sd.toFixed(2)} · `;
+    const chunks = isNumber(arm.updates) ? `${arm.updates} chunks · ` : "";
+    return `${sd}${chunks}α ${formatOneDecimal(arm.alpha)} · β ${formatOneDecimal(arm.beta)}`;
   }
 
   function sdWhisker(arm) {

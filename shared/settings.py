@@ -219,3 +219,17 @@ class BanditSettings(BaseServiceSettings):
     )
 
     _split_activities = field_validator("activities", mode="before")(split_commas)
+
+
+class TwitchApiSettings(BaseServiceSettings):
+    """The Twitch app and accounts, read by ingest (EventSub, Helix polls) and the
+    orchestrator (the streamer's chat line through Helix Send Chat Message)."""
+
+    twitch_client_id: str = Field(default="", description="Twitch app client id.")
+    twitch_client_secret: SecretStr = Field(default=SecretStr(""), description="App secret.")
+    twitch_bot_id: str = Field(default="", description="User id of the bot account.")
+    twitch_broadcaster_id: str = Field(default="", description="User id of the channel.")
+    twitch_user_token: SecretStr = Field(default=SecretStr(""), description="User access token.")
+    twitch_refresh_token: SecretStr = Field(default=SecretStr(""), description="Refresh token.")
+    twitch_api_url: str = Field(default="https://api.twitch.tv/helix", description="Helix URL.")
+    twitch_auth_url: str = Field(default="https://id.twitch.tv/oauth2", description="OAuth URL.")

@@ -13,10 +13,15 @@ Conventions:
   ``[start, now]``: the latest events count, the length is ``now - start``.
 * A stream runs from its ``stream_started`` to its ``stream_ended``, or to the
   next ``stream_started`` of another stream, whichever comes first.
+* A stream's boundaries belong to it: an event at the very instant of its
+  ``stream_started`` or of its own ``stream_ended`` counts in its figures (an
+  instant where another stream starts is that stream's).
 * Resolution of the raw state: chat is counted per second (a second belongs to
-  the range its start falls in, so counts are exact when bounds are whole
-  seconds); chatters per minute (a chatter counts in every range overlapping a
-  minute they wrote in); paid events, viewer samples and lifecycle to the ms.
+  the range its start falls in, except that a stream's first second is the
+  stream's, so counts are exact when bounds are whole seconds and a message at
+  the start instant always counts); chatters per minute (a chatter counts in
+  every range overlapping a minute they wrote in); paid events, viewer samples
+  and lifecycle to the ms.
 * Money is summed in integer cents and reported in USD rounded to cents.
 
 Reads: a timeline is one MULTI (clock + lifecycle); the figures of a range are one
@@ -635,11 +640,29 @@ class Window:
     start_ms: int
     end_ms: int
     closed: bool = False
+    whole_first_second: bool = False
+    """Count chat from the start of the second ``start_ms`` falls in: a stream's first
+    second belongs to it, so a message at the very instant it starts counts."""
+
+    @property
+    def chat_start_ms(self) -> int:
+        """Where chat (kept per second) is counted from."""
+        if self.whole_first_second:
+            return self.start_ms // SECOND_MS * SECOND_MS
+        return self.start_ms
 
     @property
     def stop_ms(self) -> int:
         """Exclusive bound for the events in the window."""
         return self.end_ms + 1 if self.closed else self.end_ms
+
+    @property
+    def chatter_stop_ms(self) -> int:
+        """Exclusive bound of the minutes whose chatters count: a window closed at a whole
+        minute does not take in the next minute (its chatters are after the end)."""
+        if self.closed and self.end_ms % MINUTE_MS == 0 and self.end_ms > self.start_ms:
+            return self.end_ms
+        return self.stop_ms
 
     @property
     def length_ms(self) -> int:
@@ -671,8 +694,8 @@ def figures(raw: RawRange, windows: Sequence[Window]) -> Figures:
     Events count up to each window's ``stop_ms``; durations, the viewer integral and
     whole minutes run to its ``end_ms``.
     """
-    minutes = {m for w in windows for m in overlapping_minutes(w.start_ms, w.stop_ms)}
-    chat = sum(raw.chat.count(w.start_ms, w.stop_ms) for w in windows)
+    minutes = {m for w in windows for m in overlapping_minutes(w.start_ms, w.chatter_stop_ms)}
+    chat = sum(raw.chat.count(w.chat_start_ms, w.stop_ms) for w in windows)
     return Figures(
         duration_ms=sum(w.length_ms for w in windows),
         chat=chat,
@@ -857,13 +880,22 @@ class Span:
     started_ms: int
     ended_ms: int | None
     now_ms: int
+    ended_by_next: bool = False
+    """True when another stream's start ended it (that instant is the next stream's)."""
 
     @property
     def window(self) -> Window:
-        """The stream's time: to its end, or through the clock while live."""
+        """The stream's time: to its end, or through the clock while live.
+
+        Events at the very instant of its ``stream_started`` or its own ``stream_ended``
+        belong to it (the window is closed at its end, and counts chat from the
+        start of its first second).
+        """
         if self.ended_ms is not None:
-            return Window(self.started_ms, self.ended_ms)
-        return Window(self.started_ms, max(self.now_ms, self.started_ms), closed=True)
+            closed = not self.ended_by_next
+            return Window(self.started_ms, self.ended_ms, closed, whole_first_second=True)
+        now = max(self.now_ms, self.started_ms)
+        return Window(self.started_ms, now, closed=True, whole_first_second=True)
 
 
 Entry = tuple[int, dict[str, Any]]
@@ -917,13 +949,14 @@ def find_span(entries: Sequence[Entry], stream_id: str, now_ms: int) -> Span | N
     """
     started: int | None = None
     ended: int | None = None
+    by_next = False
     for at, event in entries:
         kind, sid = event["type"], event.get("stream_id")
         if kind == "stream_started" and sid == stream_id:
             started, ended = (at if started is None else started), None
         elif started is not None and ended is None and _ends(kind, sid, stream_id):
-            ended = at
-    return None if started is None else Span(stream_id, started, ended, now_ms)
+            ended, by_next = at, kind == "stream_started"
+    return None if started is None else Span(stream_id, started, ended, now_ms, by_next)
 
 
 def _ends(kind: str, sid: str | None, stream_id: str) -> bool:
@@ -975,10 +1008,16 @@ def make_segment(span: Span, start_ms: int, end_ms: int | None, event: dict[str,
 
 
 def segment_window(segment: Segment, span: Span) -> Window:
-    """A segment's time: to its end, or through the clock while on air."""
+    """A segment's time: to its end, or through the clock while on air.
+
+    A segment at the stream's start or end shares the stream's boundary rules, so
+    the activities add up to the stream's figures.
+    """
+    first = segment.start_ms == span.started_ms
     if segment.end_ms is not None:
-        return Window(segment.start_ms, segment.end_ms)
-    return Window(segment.start_ms, span.window.end_ms, closed=True)
+        last = segment.end_ms == span.ended_ms and not span.ended_by_next
+        return Window(segment.start_ms, segment.end_ms, last, whole_first_second=first)
+    return Window(segment.start_ms, span.window.end_ms, closed=True, whole_first_second=first)
 
 
 async def load_stream(
@@ -1035,7 +1074,8 @@ async def stream_summary(
     stream_id, span, segments = await load_stream(redis, analytics, stream_id)
     if span is None:
         return not_found(channel, stream_id)
-    raw = await read_range(redis, analytics, span.started_ms, span.window.stop_ms)
+    window = span.window
+    raw = await read_range(redis, analytics, window.chat_start_ms, window.stop_ms)
     return summarise(channel, span, segments, without_stale_viewers(raw))
 
 
@@ -1082,7 +1122,7 @@ def summarise(
         top_chatters=top_chatters(fig.chatters),
         top_donors=top_donors(fig.paid),
         viewer_series=viewer_series(raw),
-        chat_velocity_series=chat_series(raw),
+        chat_velocity_series=chat_series(raw, span.window),
         revenue_series=revenue_series(fig.paid),
     )
 
@@ -1207,18 +1247,20 @@ def viewer_series(raw: RawRange) -> list[ViewerPoint]:
     ]
 
 
-def chat_series(raw: RawRange) -> list[ChatPoint]:
+def chat_series(raw: RawRange, window: Window | None = None) -> list[ChatPoint]:
     """Messages in each clock minute overlapping the range, zeros included.
 
-    The first and last minutes count only the seconds inside the range.
+    The first and last minutes count only the seconds inside the range; with a
+    ``window``, the minutes are those of its chatters (see :attr:`Window.chatter_stop_ms`).
     """
+    stop = window.chatter_stop_ms if window is not None else raw.end_ms
     return [
         ChatPoint(
             ts=iso(minute * MINUTE_MS),
             ts_ms=minute * MINUTE_MS,
             messages_per_min=raw.chat_per_min.get(minute, 0),
         )
-        for minute in overlapping_minutes(raw.start_ms, raw.end_ms)
+        for minute in overlapping_minutes(raw.start_ms, stop)
     ]
 
 

@@ -22,7 +22,7 @@ import tools.benchmarks.analytics_latency as analytics_latency
 import tools.benchmarks.harness as harness
 import tools.benchmarks.publisher as publisher
 import tools.benchmarks.slow_clients as slow_clients
-from tools import bench_orchestrator
+from tools import bench_claude, bench_orchestrator
 from tools.bench_bandit import bench_bandit_regret
 from tools.bench_learning import bench_learning
 
@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "analytics-fanout": analytics_fanout.bench_fanout,
     "slow-clients": slow_clients.bench_slow_clients,
     "orchestrator-decision": bench_orchestrator.bench_decision,
+    "orchestrator-claude": bench_claude.bench_claude,
     "learning": bench_learning,
 }
 

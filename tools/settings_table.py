@@ -23,7 +23,12 @@ from services.ingest.settings import IngestSettings
 from services.orchestrator.settings import OrchestratorSettings
 from services.retro.settings import RetroSettings
 from shared.redis_client import redact_url
-from shared.settings import BanditSettings, BaseServiceSettings, ConsumerSettings
+from shared.settings import (
+    BanditSettings,
+    BaseServiceSettings,
+    ConsumerSettings,
+    TwitchApiSettings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -31,6 +36,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("every service", BaseServiceSettings),
     ("every consumer-group service (analytics, retro)", ConsumerSettings),
+    ("ingest and orchestrator: the Twitch app and accounts", TwitchApiSettings),
     ("ingest", IngestSettings),
     ("analytics", AnalyticsSettings),
     ("orchestrator and retro: the bandit", BanditSettings),

@@ -28,6 +28,7 @@ from shared.clock import from_epoch_ms
 from shared.events import BitsEvent, DonationEvent, parse_fields
 from shared.paid_sums import paid_sums, paid_sums_and_newest
 from shared.redis_client import CONNECTION_ERRORS
+from shared.stream_summary import recent_donations
 from shared.waiting import wait_or_stop
 
 log = logging.getLogger("services.analytics.broadcaster")
@@ -74,6 +75,12 @@ class Broadcaster:
             messages.encode(messages.stream_state(figures)),
             messages.encode(messages.metrics_update(figures)),
         ]
+
+    async def recent_donation_frames(self, channel: str) -> list[str]:
+        """The channel's latest donations and cheers as ``donation`` frames, oldest first."""
+        limit = self.settings.dashboard_recent_donations
+        recent = await recent_donations(self.redis, self.keys, channel, limit)
+        return [messages.encode(messages.paid_event(event)) for event in reversed(recent)]
 
     async def revenue_history(self, channel: str) -> list[str]:
         """Today's ``revenue_point`` frames (last ``HISTORY_POINTS``), for a new client's chart.

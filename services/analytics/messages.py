@@ -12,6 +12,7 @@ from datetime import datetime
 
 from shared.clock import format_ts, parse_ts
 from shared.events import BitsEvent, DonationEvent
+from shared.stream_summary import PaidEvent
 
 
 def uptime(started_at: str, now: str, is_live: bool) -> str:
@@ -64,6 +65,16 @@ def donation(event: DonationEvent | BitsEvent) -> dict[str, object]:
             "type": event.type,
         },
     }
+
+
+def activity_names(names: Mapping[str, str]) -> dict[str, object]:
+    """``{"type": "activity_names", ...}``: the configured display name of each activity."""
+    return {"type": "activity_names", "data": dict(names)}
+
+
+def paid_event(event: PaidEvent) -> dict[str, object]:
+    """``{"type": "donation", ...}`` for a stored donation or cheer (the connect snapshot)."""
+    return {"type": "donation", "data": event.model_dump()}
 
 
 def revenue_point(at: datetime, amount: float, cumulative: float) -> dict[str, object]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import Field, SecretStr, field_validator
 
 from shared.settings import CommaList, ConsumerSettings, split_commas
@@ -37,4 +40,17 @@ class AnalyticsSettings(ConsumerSettings):
         description="How long per-channel raw state outlives its last event.",
     )
 
+    activity_names: dict[str, str] = Field(
+        default_factory=dict,
+        description='Dashboard names per activity, JSON: {"q_and_a": "Q&A"}; others built in.',
+    )
+    dashboard_recent_donations: int = Field(
+        default=20, ge=0, le=50, description="Donations a newly connected dashboard gets."
+    )
+
     _split_origins = field_validator("cors_origins", mode="before")(split_commas)
+
+    @field_validator("activity_names", mode="before")
+    @classmethod
+    def _parse_names(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value

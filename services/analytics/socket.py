@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from services.analytics import messages
 from services.analytics.auth import MISSING_TOKEN, presented_token, token_ok
 from services.analytics.hub import Client, Hub
 from services.analytics.settings import AnalyticsSettings
@@ -90,7 +91,8 @@ def refuse_reason(websocket: WebSocket, settings: AnalyticsSettings) -> str:
 
 
 async def send_snapshot(websocket: WebSocket, channel: str) -> None:
-    """``stream_state``, ``metrics_update``, then today's revenue points for the chart.
+    """``stream_state``, ``metrics_update``, ``activity_names``, today's revenue points for
+    the chart, then the recent donations (oldest first), so a reload loses nothing.
 
     They are read under the hub's ``joining`` limit and sent after it, so a burst of
     new clients cannot exhaust the Redis pool and a slow one holds no slot.
@@ -99,7 +101,9 @@ async def send_snapshot(websocket: WebSocket, channel: str) -> None:
     broadcaster = websocket.app.state.broadcaster
     async with hub.joining:
         frames = await broadcaster.snapshot_frames(channel)
+        frames.append(messages.encode(messages.activity_names(broadcaster.settings.activity_names)))
         frames += await broadcaster.revenue_history(channel)
+        frames += await broadcaster.recent_donation_frames(channel)
     for frame in frames:
         await websocket.send_text(frame)
 

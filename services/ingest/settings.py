@@ -9,12 +9,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from shared.money import DEFAULT_USD_RATES, to_cents
-from shared.settings import BaseServiceSettings, CommaList, split_commas
+from shared.settings import CommaList, TwitchApiSettings, split_commas
 
 SourceName = Literal["sim", "twitch", "webhooks"]
 
 
-class IngestSettings(BaseServiceSettings):
+class IngestSettings(TwitchApiSettings):
     """Where events come from, and how each source is reached."""
 
     ingest_port: int = Field(default=8001, description="HTTP port (webhooks, health, metrics).")
@@ -37,17 +37,9 @@ class IngestSettings(BaseServiceSettings):
         default_factory=lambda: dict(DEFAULT_USD_RATES),
         description='USD per unit of each currency, JSON: {"EUR": 1.08}.',
     )
-    twitch_client_id: str = Field(default="", description="Twitch app client id.")
-    twitch_client_secret: SecretStr = Field(default=SecretStr(""), description="App secret.")
-    twitch_bot_id: str = Field(default="", description="User id of the bot account.")
-    twitch_broadcaster_id: str = Field(default="", description="User id of the channel.")
-    twitch_user_token: SecretStr = Field(default=SecretStr(""), description="User access token.")
-    twitch_refresh_token: SecretStr = Field(default=SecretStr(""), description="Refresh token.")
     twitch_eventsub_ws_url: str = Field(
         default="wss://eventsub.wss.twitch.tv/ws", description="EventSub WebSocket URL."
     )
-    twitch_api_url: str = Field(default="https://api.twitch.tv/helix", description="Helix URL.")
-    twitch_auth_url: str = Field(default="https://id.twitch.tv/oauth2", description="OAuth URL.")
     twitch_viewer_poll_s: float = Field(default=30.0, gt=0, description="Helix poll interval.")
     twitch_webhook_secret: SecretStr = Field(
         default=SecretStr(""), description="EventSub webhook HMAC secret (10-100 chars)."

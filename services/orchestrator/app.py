@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -11,9 +12,11 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from services.orchestrator.chat import TwitchChat
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.context import MetricsReader
 from services.orchestrator.decider import Orchestrator
@@ -41,6 +44,7 @@ def advisor_for(settings: OrchestratorSettings) -> ClaudeAdvisor:
         timeout_s=settings.anthropic_timeout_s,
         max_retries=settings.anthropic_max_retries,
         base_url=settings.anthropic_base_url,
+        config_backoff_s=settings.anthropic_config_backoff_s,
     )
 
 
@@ -49,6 +53,7 @@ def build_loop(
     settings: OrchestratorSettings,
     advisor: ClaudeAdvisor,
     rng: np.random.Generator | None = None,
+    chat: TwitchChat | None = None,
 ) -> DecisionLoop:
     """The decision loop with every collaborator wired from ``settings``."""
     bandits = bandit_factory(redis, settings, rng)
@@ -71,7 +76,8 @@ def build_loop(
     )
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     leases = ChannelLeases(redis, settings.keys, replica, settings.lease_ttl_ms)
-    return DecisionLoop(redis, settings, orchestrator, Publisher(redis, settings), leases, scorer)
+    publisher = Publisher(redis, settings)
+    return DecisionLoop(redis, settings, orchestrator, publisher, leases, scorer, chat)
 
 
 async def seed_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> None:
@@ -98,23 +104,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: OrchestratorSettings = app.state.settings
     started = time.monotonic()
     redis = app.state.redis = connect_settings(settings)
-    advisor = advisor_for(settings)
-    loop = build_loop(redis, settings, advisor)
+    advisor = app.state.advisor = advisor_for(settings)
+    chat = app.state.chat = TwitchChat(settings)
+    loop = build_loop(redis, settings, advisor, chat=chat)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
     supervisor = app.state.supervisor = Supervisor()
-    task = supervisor.start("decisions", lambda: loop.run(stop), stop)
+    tasks = [supervisor.start("decisions", lambda: loop.run(stop), stop)]
+    if chat.enabled:
+        tasks.append(supervisor.start("chat", lambda: chat.run(stop), stop))
     log.info(
-        "orchestrator up as %s: channels %s, Claude %s",
+        "orchestrator up as %s: channels %s, Claude %s, Twitch chat %s",
         loop.leases.replica,
         ",".join(settings.channels),
         settings.anthropic_model if advisor.enabled else "off",
+        "on" if chat.enabled else "off (no TWITCH_* settings)",
     )
     try:
         yield
     finally:
         stop.set()
-        await finish_tasks([task], STOP_TIMEOUT_S)
+        await finish_tasks(tasks, STOP_TIMEOUT_S)
+        await chat.close()
         await _save_bandits(loop, settings)
         await advisor.close()
         await redis.aclose()
@@ -146,6 +157,22 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     """The orchestrator app for ``settings`` (read once at start)."""
     app = FastAPI(title="streamloop-orchestrator", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+
+    @app.get("/healthz", summary="Process up, Redis reachable, and what Claude is doing")
+    async def healthz(request: Request) -> JSONResponse:
+        """:func:`shared.ops.healthz` plus ``claude`` (on, off, or paused and the setting to
+        fix) and ``twitch_chat`` (off, or on with lines sent and the last failure).
+
+        Neither makes the service unhealthy: the bandit still decides without them.
+        """
+        answer = await ops.healthz(request)
+        state = request.app.state
+        body = json.loads(bytes(answer.body)) | {
+            "claude": state.advisor.health(),
+            "twitch_chat": state.chat.health(),
+        }
+        return JSONResponse(body, status_code=answer.status_code)
+
     guard_hosts(app, settings)
     app.include_router(ops.router)
     return app

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from services.orchestrator.claude import ClaudeAdvisor
-from services.orchestrator.context import MetricsReader, describe
+from services.orchestrator.claude_usage import Usage
+from services.orchestrator.context import MetricsReader, describe, render
 from shared.bandit import ThompsonBandit
 
 log = logging.getLogger("services.orchestrator.decider")
@@ -43,10 +44,13 @@ class Decision:
     reason: str
     fallback: str = ""
     chat_message: str = ""
+    usage: Usage | None = None
+    """Tokens, latency and cost of the Claude call behind this decision, if one was made."""
 
     def fields(self) -> dict[str, str]:
-        """Flat string fields, as recorded on ``decisions:{channel}``."""
-        return {name: str(value) for name, value in asdict(self).items()}
+        """Flat string fields, as recorded on ``decisions:{channel}`` (usage when Claude ran)."""
+        flat = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "usage"}
+        return flat | (self.usage.fields() if self.usage else {})
 
 
 class Orchestrator:
@@ -88,22 +92,30 @@ class Orchestrator:
                 f"{self.min_segment_s:.0f} s"
             )
             return made(current, "dwell", why)
-        suggestion = await self.bandits(channel).select() if self.bandits else ""
+        bandit = self.bandits(channel) if self.bandits else None
+        suggestion = await bandit.select() if bandit else ""
         made = _Maker(channel, at_ms, current, suggestion)
-        fallback = "no Claude advisor"
+        fallback, usage = "no Claude advisor", None
         if self.advisor is not None:
-            figures = await self.metrics.figures(channel) if self.metrics else None
-            advice, fallback = await self.advisor.advise(
-                describe(figures, suggestion, current), current
-            )
+            context = await self._context(channel, current, at_ms, on_air_s, suggestion, bandit)
+            asked = await self.advisor.advise(context, current)
+            advice, fallback, usage = asked.advice, asked.why_not, asked.usage
             if advice is not None:
                 return made(
-                    advice.activity, "claude", advice.reason, chat_message=advice.chat_message
+                    advice.activity,
+                    "claude",
+                    advice.reason,
+                    chat_message=advice.chat_message,
+                    usage=usage,
                 )
         if suggestion:
             log.info("%s: using the bandit's choice %s (%s)", channel, suggestion, fallback)
             return made(
-                suggestion, "bandit", f"bandit sampled {suggestion} highest", fallback=fallback
+                suggestion,
+                "bandit",
+                f"sampled {suggestion} highest",
+                fallback=fallback,
+                usage=usage,
             )
         return made(
             current or self.activities[0],
@@ -111,6 +123,28 @@ class Orchestrator:
             "no bandit: keeping the activity on air",
             fallback=fallback,
         )
+
+    async def _context(
+        self,
+        channel: str,
+        current: str,
+        at_ms: int,
+        on_air_s: float,
+        suggestion: str,
+        bandit: ThompsonBandit | None,
+    ) -> str:
+        """Claude's situation report; the basic context without a metrics reader."""
+        if self.metrics is None:
+            return describe(None, suggestion, current)
+        situation = await self.metrics.situation(
+            channel,
+            current=current,
+            on_air_s=on_air_s,
+            at_ms=at_ms,
+            suggestion=suggestion,
+            bandit=bandit,
+        )
+        return render(situation)
 
 
 @dataclass(frozen=True)
@@ -122,7 +156,7 @@ class _Maker:
     current: str
     suggestion: str
 
-    def __call__(self, activity: str, decided_by: Decider, reason: str, **extra: str) -> Decision:
+    def __call__(self, activity: str, decided_by: Decider, reason: str, **extra: Any) -> Decision:
         action: Literal["switch", "keep"] = "keep" if activity == self.current else "switch"
         return Decision(
             channel=self.channel,

@@ -19,6 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from services.orchestrator.chat import TwitchChat
 from services.orchestrator.decider import Decision, Orchestrator
 from services.orchestrator.lease import ChannelLeases
 from services.orchestrator.settings import OrchestratorSettings
@@ -54,6 +55,7 @@ class DecisionLoop:
         publisher: Publisher,
         leases: ChannelLeases,
         scorer: SegmentScorer | None = None,
+        chat: TwitchChat | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -62,6 +64,7 @@ class DecisionLoop:
         self.publisher = publisher
         self.leases = leases
         self.scorer = scorer
+        self.chat = chat
         self.decisions = 0
         self._claim_slot = redis.register_script(CLAIM_SLOT)
         self._scored_head: dict[str, tuple[str, float] | None] = {}
@@ -123,7 +126,7 @@ class DecisionLoop:
         now, lifecycle = await read_latest_lifecycle(self.redis, self.keys.analytics(channel))
         await self._score_if_changed(channel, lifecycle)
         state = stream_state(lifecycle)
-        if not now or not state.is_live or state.activity_since_ms is None:
+        if not now or not state.is_live or state.started_ms is None:
             return None
         interval_ms = int(self.settings.decision_interval_s * 1000)
         slot = [self.keys.orchestrator_on_air(channel)]
@@ -148,15 +151,25 @@ class DecisionLoop:
 
     async def _on_air(self, channel: str, state: StreamState) -> tuple[str, int, int]:
         """What is on air, since when, and when it was last chosen (kept or switched to):
-        our own last decision, or the stream's lifecycle."""
-        assert state.activity_since_ms is not None
+        our own last decision, or the stream's lifecycle.
+
+        A stream that went live with no activity announced (Twitch's ``stream.online``
+        names none) has nothing on air since its start: ``("", started_ms, started_ms)``,
+        and the decision made on it is the opening one (a switch, so ``activity_changed``
+        goes out).
+        """
+        assert state.started_ms is not None
         ours: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
             self.keys.orchestrator_on_air(channel)
         )
         since = int(ours.get("since_ms", -1))
-        if ours.get("stream_id") == state.stream_id and since > state.activity_since_ms:
+        same_stream = ours.get("stream_id") == state.stream_id
+        ours_is_newer = state.activity_since_ms is None or since > state.activity_since_ms
+        if same_stream and ours.get("activity") and ours_is_newer:
             return ours["activity"], since, max(since, int(ours.get("chosen_ms", since)))
-        chosen = int(ours.get("chosen_ms", -1)) if ours.get("stream_id") == state.stream_id else -1
+        if state.activity_since_ms is None:
+            return "", state.started_ms, state.started_ms
+        chosen = int(ours.get("chosen_ms", -1)) if same_stream else -1
         if ours.get("activity") != state.activity:
             chosen = -1
         return state.activity, state.activity_since_ms, max(state.activity_since_ms, chosen)
@@ -164,8 +177,9 @@ class DecisionLoop:
     async def record(
         self, decision: Decision, stream_id: str, since_ms: int, chosen_ms: int | None = None
     ) -> None:
-        """Remember what is on air and when it was last chosen, log the decision, publish
-        ``activity_changed`` on a switch. A ``dwell`` keeps the last choice's time."""
+        """Remember what is on air and when it was last chosen, log the decision, offer its
+        chat line to Twitch (never waiting on it), publish ``activity_changed`` on a switch.
+        A ``dwell`` keeps the last choice's time."""
         on_air_since = decision.at_ms if decision.action == "switch" else since_ms
         chosen = since_ms if chosen_ms is None else chosen_ms
         if decision.decided_by != "dwell":
@@ -187,6 +201,8 @@ class DecisionLoop:
             approximate=True,
         )
         self.decisions += 1
+        if self.chat is not None and decision.chat_message:
+            self.chat.offer(decision.channel, decision.chat_message)
         if decision.action == "switch":
             await self.publisher.publish(switch_event(decision, stream_id))
         log.info(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import BanditSettings
+from shared.settings import BanditSettings, TwitchApiSettings
 
 
-class OrchestratorSettings(BanditSettings):
-    """The decision loop, the bandit, Claude, and the per-channel leases."""
+class OrchestratorSettings(BanditSettings, TwitchApiSettings):
+    """The decision loop, the bandit, Claude, the per-channel leases, the chat line."""
 
     orchestrator_port: int = Field(default=8002, description="HTTP port: health and metrics.")
     decision_interval_s: float = Field(
@@ -32,7 +32,23 @@ class OrchestratorSettings(BanditSettings):
     anthropic_api_key: SecretStr = Field(
         default=SecretStr(""), description="Claude API key; empty runs on the bandit alone."
     )
-    anthropic_model: str = Field(default="claude-sonnet-5-5", description="Claude model.")
+    anthropic_model: str = Field(
+        default="claude-haiku-5-5",
+        description="Claude model; Haiku 5.5: fast and cheap for a 30 s loop (README).",
+    )
     anthropic_base_url: str = Field(default="", description="API base URL; empty: Anthropic's.")
-    anthropic_timeout_s: float = Field(default=8.0, gt=0, description="Per-request timeout.")
-    anthropic_max_retries: int = Field(default=2, ge=0, description="Retries on 429/5xx/timeouts.")
+    anthropic_timeout_s: float = Field(default=5.0, gt=0, description="Per-request timeout.")
+    anthropic_max_retries: int = Field(default=1, ge=0, description="Retries on 429/5xx/timeouts.")
+    anthropic_config_backoff_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Pause after a 4xx that will repeat (bad key/model); doubles up to 1 h.",
+    )
+    twitch_chat_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Least real time between two chat lines sent (Twitch: 20 per 30 s).",
+    )
+    twitch_chat_queue_max: int = Field(
+        default=20, ge=1, description="Chat lines waiting to be sent; beyond, the oldest drop."
+    )

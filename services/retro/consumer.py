@@ -247,7 +247,8 @@ class RetroHandler:
         donations: list[Paid] = []
         if summary.found and summary.started_ms is not None:
             stop = summary.started_ms + round(summary.duration_s * 1000)
-            donations = await self.paid(channel, summary.started_ms, stop, closed=summary.is_live)
+            # Closed at the end: a donation at the instant of stream_ended is the stream's.
+            donations = await self.paid(channel, summary.started_ms, stop, closed=True)
         return assemble(
             summary,
             before=before,

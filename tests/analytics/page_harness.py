@@ -33,6 +33,7 @@ def iso(moment: datetime) -> str:
 
 
 def sample_timeline(channel: str = "demo", now: datetime | None = None) -> dict[str, Any]:
+    # duration_s as the analytics API gives it: to the channel clock while on air.
     """Three finished segments and one on air, ending around ``now``."""
     now = now or datetime.now(UTC)
     start = now - timedelta(minutes=95)
@@ -51,6 +52,7 @@ def sample_timeline(channel: str = "demo", now: datetime | None = None) -> dict[
                 "end": iso(end),
                 "decided_by": decided_by,
                 "reason": reason,
+                "duration_s": minutes * 60.0,
             }
         )
         start = end
@@ -61,6 +63,7 @@ def sample_timeline(channel: str = "demo", now: datetime | None = None) -> dict[
             "end": None,
             "decided_by": "bandit",
             "reason": "engagement dipped",
+            "duration_s": (now - start).total_seconds(),
         }
     )
     return {"channel": channel, "segments": segments}

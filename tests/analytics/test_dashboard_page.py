@@ -182,7 +182,7 @@ async def test_tiles_chart_and_feed_follow_messages(watched: Watched, harness: P
         await harness.push("stream_state", STREAM_STATE)
         await expect(page.locator("#viewers")).to_have_text("1,234")
         await expect(page.locator("#uptime")).to_have_text("1:23:45")
-        await expect(page.locator("#activity")).to_have_text("talk")
+        await expect(page.locator("#activity")).to_have_text("Talk")
         await expect(page.locator("#chat-velocity")).to_have_text("12.5")
         await expect(page.locator("#engagement")).to_have_text("65")
 
@@ -332,7 +332,7 @@ async def test_bandit_panel_renders_arms(watched: Watched, harness: PageHarness)
         arms = page.locator("#bandit .arm")
         await expect(arms).to_have_count(3)
         # Highest mean first.
-        await expect(arms.locator(".arm-name")).to_have_text(["game", "talk", "react"])
+        await expect(arms.locator(".arm-name")).to_have_text(["Game", "Talk", "React"])
         await expect(arms.locator(".arm-mean")).to_have_text(["0.67", "0.60", "0.25"])
         talk = page.locator('#bandit .arm[data-arm="talk"]')
         # Uncertainty in reward units and the chunks behind it, then the Beta's parameters.
@@ -370,7 +370,7 @@ async def test_timeline_renders_and_refetches(watched: Watched, harness: PageHar
         rows = page.locator("#timeline .timeline-row")
         await expect(rows).to_have_count(4)
         await expect(page.locator("#timeline .timeline-block")).to_have_count(4)
-        await expect(rows.locator(".activity-chip")).to_have_text(["talk", "react", "game", "talk"])
+        await expect(rows.locator(".activity-chip")).to_have_text(["Talk", "React", "Game", "Talk"])
         await expect(rows.first).to_have_class(re.compile(r"\bon-air\b"))
         await expect(rows.first.locator(".timeline-duration")).to_contain_text("on air")
         await expect(rows.nth(2).locator(".timeline-duration")).to_have_text("40m 00s")
@@ -378,7 +378,7 @@ async def test_timeline_renders_and_refetches(watched: Watched, harness: PageHar
 
         # The first stream_state only tells the current activity: no refetch.
         await harness.push("stream_state", STREAM_STATE)
-        await expect(page.locator("#activity")).to_have_text("talk")
+        await expect(page.locator("#activity")).to_have_text("Talk")
         assert len(harness.calls_to("/timeline")) == 1
 
         # A new activity refetches the timeline (and the bandit).
@@ -394,7 +394,7 @@ async def test_timeline_renders_and_refetches(watched: Watched, harness: PageHar
         )
         await harness.push("stream_state", STREAM_STATE | {"currentActivity": "game"})
         await expect(rows).to_have_count(5)
-        await expect(rows.first.locator(".activity-chip")).to_have_text("game")
+        await expect(rows.first.locator(".activity-chip")).to_have_text("Game")
         assert len(harness.calls_to("/timeline")) == 2
         assert len(harness.calls_to("/bandit")) == 2
 
@@ -451,3 +451,50 @@ def test_vendored_libraries_are_recorded() -> None:
         assert f"`{script.name}`" in readme
         head = script.read_text()[:400]
         assert "released under the mit" in head.lower(), script.name
+
+
+async def test_event_time_durations_names_reasons_and_fixed_colours(
+    watched: Watched, harness: PageHarness
+) -> None:
+    """A simulator faster than real time: the on-air duration is the server's, not
+    the browser clock's; names read as a person writes them; reasons read once."""
+    async with asyncio.timeout(TEST_BUDGET_S):
+        long_ago = datetime(2026, 2, 27, 10, 0, tzinfo=UTC)
+        harness.timeline["segments"] = [
+            {
+                "activity": "q_and_a",
+                "start": iso(long_ago),
+                "end": iso(long_ago + timedelta(minutes=5)),
+                "decided_by": "bandit",
+                "reason": "bandit sampled q_and_a highest",
+                "duration_s": 300.0,
+            },
+            {
+                "activity": "music",
+                "start": iso(long_ago + timedelta(minutes=5)),
+                "end": None,
+                "decided_by": "claude",
+                "reason": "calm the room",
+                "duration_s": 125.0,
+            },
+        ]
+        page = await open_dashboard(watched, harness)
+        rows = page.locator("#timeline .timeline-row")
+        await expect(rows).to_have_count(2)
+        await expect(rows.first.locator(".timeline-duration")).to_have_text("2m 05s · on air")
+        await expect(rows.locator(".activity-chip")).to_have_text(["Music", "Q&A"])
+        await expect(rows.locator(".timeline-reason")).to_have_text(
+            ["claude: calm the room", "bandit sampled q_and_a highest"]
+        )
+        await harness.push("stream_state", STREAM_STATE | {"currentActivity": "q_and_a"})
+        await expect(page.locator("#activity")).to_have_text("Q&A")
+        await harness.push("activity_names", {"q_and_a": "Ask me anything"})
+        await expect(page.locator("#activity")).to_have_text("Ask me anything")
+        colour = await page.locator("#activity").evaluate("e => e.style.color")
+        await page.reload()
+        await harness.wait_for_sockets(2)
+        await harness.push("stream_state", STREAM_STATE | {"currentActivity": "q_and_a"})
+        await expect(page.locator("#activity")).to_have_text("Q&A")
+        assert await page.locator("#activity").evaluate("e => e.style.color") == colour
+        assert colour == "rgb(210, 168, 255)", "q_and_a's own colour, whatever came first"
+        assert watched.page_errors == []

@@ -133,6 +133,8 @@ class TestDonations:
                 )
             )
             donation = await next_of(ws, "donation")
+            if donation["data"]["id"] == "d0":  # the connect snapshot's recent donation
+                donation = await next_of(ws, "donation")
             point = json.loads(await ws.recv())
         assert donation == {
             "type": "donation",
@@ -149,6 +151,38 @@ class TestDonations:
             "type": "revenue_point",
             "data": {"timestamp": "2026-02-27T10:00:09Z", "amount": 1.5, "cumulative": 5.5},
         }
+
+    async def test_a_reload_gets_the_recent_donations_oldest_first_and_activity_names(
+        self, server, redis: Redis, settings
+    ) -> None:
+        """Nothing vanishes on reload: the connect snapshot carries the donation feed."""
+        base, _ = server
+        await Publisher(redis, settings).publish_many(
+            [
+                DonationEvent(
+                    id="d1", channel="demo", source="sim", ts=at(1), user="a", amount="3"
+                ),
+                BitsEvent(id="b2", channel="demo", source="sim", ts=at(2), user="b", bits=200),
+                DonationEvent(
+                    id="o3", channel="other", source="sim", ts=at(3), user="c", amount="9"
+                ),
+            ]
+        )
+        await consumed(redis, settings, 3)
+        async with websockets.connect(ws_url(base, "channel=demo")) as ws:
+            frames = [json.loads(await ws.recv()) for _ in range(7)]
+        kinds = [frame["type"] for frame in frames]
+        assert (
+            kinds
+            == ["stream_state", "metrics_update", "activity_names"]
+            + ["revenue_point"] * 2
+            + ["donation"] * 2
+        )
+        feed = [frame["data"] for frame in frames if frame["type"] == "donation"]
+        assert [(d["id"], d["username"], d["amount"], d["type"]) for d in feed] == [
+            ("d1", "a", 3.0, "donation"),
+            ("b2", "b", 2.0, "bits"),
+        ]
 
     async def test_a_donation_reaches_clients_of_its_channel_only(
         self, server, redis: Redis, settings
@@ -251,3 +285,11 @@ def stalled_socket(port: int) -> socket.socket:
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     return raw
+
+
+async def consumed(redis: Redis, settings: AnalyticsSettings, count: int) -> None:
+    """Wait until analytics has recorded ``count`` paid events across the channels."""
+    keys = [settings.keys.analytics(ch).paid for ch in settings.channels]
+    async with asyncio.timeout(10):
+        while sum([await redis.zcard(key) for key in keys]) < count:
+            await asyncio.sleep(0.02)

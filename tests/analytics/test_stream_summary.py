@@ -635,3 +635,29 @@ class TestRecentDonations:
         assert [d.id for d in everything] == ["x-d3", "x-b2", "x-d2", "b1", "d1"]
         assert await recent_donations(redis, settings.keys, "nobody", 5) == []
         assert await recent_donations(redis, settings.keys, "demo", 0) == []
+
+
+class TestBoundaries:
+    async def test_events_at_the_start_and_end_instants_belong_to_the_stream(
+        self, redis: Redis, settings: AnalyticsSettings
+    ) -> None:
+        """Twitch starts streams mid-second: a message at that very instant counts, and so
+        does everything at the instant of the stream's own stream_ended."""
+        c = {"channel": "edge", "source": "twitch"}
+        start, end = at(0.5), at(120.25)
+        events: list[EventBase] = [
+            StreamStartedEvent(**c, id="on", ts=start, stream_id="s-edge"),
+            ActivityChangedEvent(**c, id="a", ts=start, stream_id="s-edge", activity="talk"),
+            ChatEvent(**c, id="first", ts=start, user="early", text="first!"),
+            ChatEvent(**c, id="mid", ts=at(60), user="mid", text="hi"),
+            ChatEvent(**c, id="last", ts=end, user="late", text="bye"),
+            DonationEvent(**c, id="tip", ts=end, user="late", amount="5.00"),
+            StreamEndedEvent(**c, id="off", ts=end, stream_id="s-edge"),
+            ChatEvent(**c, id="after", ts=at(121.5), user="after", text="missed it"),
+        ]
+        await publish(redis, settings, events)
+        s = await stream_summary(redis, settings.keys, "edge", "s-edge")
+        assert (s.chat_messages, s.unique_chatters) == (3, 3)
+        assert (s.donations_count, s.revenue.total_usd) == (1, 5.0)
+        [talk] = s.activities
+        assert talk.chat_messages == 3, "the activities add up to the stream"

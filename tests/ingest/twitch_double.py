@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import itertools
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,15 @@ BOT_ID = "2002"
 BOT_LOGIN = "loopbot"
 USER_TOKEN = "usertoken00000000000000000000"
 REFRESH_TOKEN = "refreshtoken000000000000000000"
+CHAT_WRITE_SCOPE = "user:write:chat"
+CHAT_MAX_CHARS = 500
+CHAT_LIMIT = 20
+CHAT_WINDOW_S = 30.0
+"""Send Chat Message: 500 characters; 20 messages per 30 s for a sender who is not a mod."""
+BOT_TOKEN = "bottoken000000000000000000000"
+BOT_REFRESH_TOKEN = "botrefresh00000000000000000000"
+BOT_SCOPES = ["user:read:chat", CHAT_WRITE_SCOPE]
+"""A user token (and its refresh token) of the bot account, to read and send chat."""
 USER_TOKEN_SCOPES = [
     "user:read:chat",
     "channel:read:subscriptions",
@@ -143,12 +153,20 @@ class TwitchDouble:
         self.stream: dict[str, Any] | None = None
         self.streams_requests = 0
         self.refreshes = 0
+        self.chat_messages: list[dict[str, Any]] = []
+        """Send Chat Message bodies Twitch accepted and delivered (``is_sent`` true)."""
+        self.chat_sent_at: list[float] = []
+        self.chat_drop_next: dict[str, str] | None = None
+        """Set to ``{"code", "message"}`` to drop the next message (200, ``is_sent`` false)."""
+        self.chat_banned: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._counter = itertools.count(1)
         self.add_user_token(USER_TOKEN, BROADCASTER_ID)
+        self.add_user_token(BOT_TOKEN, BOT_ID, scopes=BOT_SCOPES)
+        self.refresh_tokens[BOT_REFRESH_TOKEN] = BOT_ID
 
     @classmethod
     @asynccontextmanager
@@ -193,6 +211,7 @@ class TwitchDouble:
                 web.get("/helix/eventsub/subscriptions", self._list_subscriptions),
                 web.delete("/helix/eventsub/subscriptions", self._delete_subscription),
                 web.get("/helix/streams", self._streams),
+                web.post("/helix/chat/messages", self._send_chat_message),
                 web.get("/ws", self._fresh_socket),
                 web.get("/ws/reconnect", self._reconnect_socket),
             ]
@@ -218,10 +237,17 @@ class TwitchDouble:
 
     # ---- test controls -------------------------------------------------------------
 
-    def add_user_token(self, token: str, user_id: str, *, expires_in: int = 14_400) -> None:
-        """Make ``token`` a valid user access token of ``user_id``."""
+    def add_user_token(
+        self,
+        token: str,
+        user_id: str,
+        *,
+        expires_in: int = 14_400,
+        scopes: Sequence[str] = USER_TOKEN_SCOPES,
+    ) -> None:
+        """Make ``token`` a valid user access token of ``user_id`` with ``scopes``."""
         self.tokens[token] = TokenInfo(
-            CLIENT_ID, user_id, self.users[user_id], list(USER_TOKEN_SCOPES), expires_in
+            CLIENT_ID, user_id, self.users[user_id], list(scopes), expires_in
         )
 
     def set_live(self, stream_id: str, viewers: int, started_at: datetime | None = None) -> None:
@@ -373,12 +399,13 @@ class TwitchDouble:
     def _refreshed(self, user_id: str) -> web.Response:
         self.refreshes += 1
         token = f"usertoken{next(self._counter):021d}"
-        self.add_user_token(token, user_id)
+        scopes = BOT_SCOPES if user_id == BOT_ID else USER_TOKEN_SCOPES
+        self.add_user_token(token, user_id, scopes=scopes)
         body = {
             "access_token": token,
-            "refresh_token": REFRESH_TOKEN,
+            "refresh_token": BOT_REFRESH_TOKEN if user_id == BOT_ID else REFRESH_TOKEN,
             "expires_in": 14_400,
-            "scope": USER_TOKEN_SCOPES,
+            "scope": scopes,
             "token_type": "bearer",
         }
         return web.json_response(body)
@@ -486,6 +513,56 @@ class TwitchDouble:
 
     # ---- EventSub WebSocket ----------------------------------------------------------
 
+    async def _send_chat_message(self, request: web.Request) -> web.Response:
+        """Helix Send Chat Message, per Twitch's API reference.
+
+        401 for a bad token, a missing ``user:write:chat`` scope, or a ``sender_id``
+        that is not the token's user; 400 for a missing field; 422 over 500
+        characters; 403 for a sender banned from the chat; 429 (with the
+        ``Ratelimit-*`` headers) beyond 20 messages per 30 s; 200 with ``is_sent``
+        false and a ``drop_reason`` when chat drops it (see ``chat_drop_next``).
+        """
+        caller = self._caller(request)
+        if CHAT_WRITE_SCOPE not in caller.scopes:
+            return _error(401, f"Missing scope: {CHAT_WRITE_SCOPE}")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "The request body is not valid JSON")
+        missing = [
+            name
+            for name in ("broadcaster_id", "sender_id", "message")
+            if not isinstance(body, dict) or not body.get(name)
+        ]
+        if missing:
+            return _error(400, f"Missing required parameter: {missing[0]}")
+        if body["sender_id"] != caller.user_id:
+            return _error(401, "The sender_id must match the user ID in the access token")
+        if len(str(body["message"])) > CHAT_MAX_CHARS:
+            return _error(422, "The message is too large")
+        if body["sender_id"] in self.chat_banned:
+            return _error(403, "The sender is not permitted to send chat messages")
+        now = time.time()
+        recent = [at for at in self.chat_sent_at if at > now - CHAT_WINDOW_S]
+        if len(recent) >= CHAT_LIMIT:
+            reset = int(recent[0] + CHAT_WINDOW_S) + 1
+            headers = {
+                "Ratelimit-Limit": str(CHAT_LIMIT),
+                "Ratelimit-Remaining": "0",
+                "Ratelimit-Reset": str(reset),
+            }
+            response = _error(429, "Too Many Requests")
+            response.headers.update(headers)
+            return response
+        self.chat_sent_at = [*recent, now]
+        if self.chat_drop_next is not None:
+            drop, self.chat_drop_next = self.chat_drop_next, None
+            result = {"message_id": "", "is_sent": False, "drop_reason": drop}
+        else:
+            self.chat_messages.append(dict(body))
+            result = {"message_id": str(uuid.uuid4()), "is_sent": True, "drop_reason": None}
+        return web.json_response({"data": [result]})
+
     async def _fresh_socket(self, request: web.Request) -> web.WebSocketResponse:
         session = Session(id=f"session{next(self._counter):06d}")
         self.sessions[session.id] = session
@@ -586,7 +663,14 @@ def _user(user_id: str, login: str) -> dict[str, Any]:
 
 
 def _error(status: int, message: str) -> web.Response:
-    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+    reasons = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        422: "Unprocessable Entity",
+        429: "Too Many Requests",
+    }
     body = {"error": reasons.get(status, "Conflict"), "status": status, "message": message}
     return web.json_response(body, status=status)
 

@@ -68,7 +68,7 @@ async def test_claude_decides_when_it_answers_with_a_tool_call(
     double.replies = [tool_use(("switch_activity", {"activity": "music", "reason": "calm down"}))]
     advisor = ClaudeAdvisor(
         api_key="k",
-        model="m",
+        model="claude-haiku-5-5",
         activities=ACTIVITIES,
         timeout_s=2,
         max_retries=0,
@@ -89,6 +89,9 @@ async def test_claude_decides_when_it_answers_with_a_tool_call(
     )
     assert decision.suggestion == "gameplay" and decision.previous == "q_and_a"
     assert "Bandit suggests: gameplay." in double.requests[0]["messages"][0]["content"]
+    recorded = decision.fields()
+    assert int(recorded["tokens_in"]) > 0 and int(recorded["tokens_out"]) > 0
+    assert float(recorded["cost_usd"]) > 0 and "claude_latency_ms" in recorded
 
 
 async def test_a_failed_claude_call_falls_back_to_the_bandit_and_says_why(
@@ -99,7 +102,7 @@ async def test_a_failed_claude_call_falls_back_to_the_bandit_and_says_why(
     double.replies = [error(500, "api_error")]
     advisor = ClaudeAdvisor(
         api_key="k",
-        model="m",
+        model="claude-haiku-5-5",
         activities=ACTIVITIES,
         timeout_s=2,
         max_retries=0,

@@ -108,6 +108,30 @@ async def test_replicas_racing_for_one_slot_decide_once(redis: Redis, settings) 
     assert await redis.xlen(settings.keys.decisions("demo")) == 1
 
 
+async def test_a_stream_live_with_no_activity_announced_gets_an_opening_decision(
+    redis: Redis, settings
+) -> None:
+    """Twitch's stream.online names no activity: the first interval decides and announces one."""
+    events = [e for e in known_stream() if e.type != "activity_changed"]
+    await apply(redis, settings.keys, events)
+    loop = loop_for(redis, settings)
+    opening = await loop.tick("demo")
+    assert opening is not None
+    assert (opening.action, opening.previous, opening.decided_by) == ("switch", "", "bandit")
+    assert opening.activity in settings.activities
+    _, lifecycle = await new_lifecycle(redis, settings.keys, "")
+    [change] = [e for e in lifecycle if e.type == "activity_changed"]
+    assert (change.activity, change.previous, change.stream_id) == (
+        opening.activity,
+        "",
+        "s-known",
+    )
+    await advance(redis, settings, 631, 1)
+    second = await loop.tick("demo")
+    assert second is not None and second.previous == opening.activity
+    assert (second.action, second.decided_by) == ("keep", "dwell"), "the opening segment dwells"
+
+
 @pytest.mark.parametrize("commit", [True, False])
 async def test_a_choice_holds_one_segment_before_the_next_draw_when_committing(
     redis: Redis, make_settings, tmp_path, commit: bool

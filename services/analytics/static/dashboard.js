@@ -40,6 +40,7 @@
     chart: null,
     chartUpdatePending: false,
     donationIds: new Set(),
+    activityNames: {},
     timelineSeq: 0,
     banditSeq: 0,
     retroSeq: 0,
@@ -104,18 +105,58 @@
     return typeof value === "string" && value !== "" ? value : fallback;
   }
 
-  // One colour per activity / arm name, handed out in order of first sight, so
-  // the tile, the timeline bands and the bandit bars agree and stay distinct.
+  // One fixed colour per activity / arm name: the five built-in activities have
+  // their own, any other name hashes onto the palette, so the tile, the timeline
+  // bands and the bandit bars agree and a name keeps its colour across reloads.
   const PALETTE = [
     "#58a6ff", "#d2a8ff", "#f0883e", "#3fb950", "#f778ba",
     "#e3b341", "#39c5cf", "#ff7b72", "#a5d6ff", "#7ee787",
   ];
-  const colours = new Map();
+  const FIXED_COLOURS = {
+    talk: PALETTE[0],
+    q_and_a: PALETTE[1],
+    gameplay: PALETTE[2],
+    react: PALETTE[3],
+    music: PALETTE[4],
+  };
 
   function colourFor(name) {
     const key = String(name);
-    if (!colours.has(key)) colours.set(key, PALETTE[colours.size % PALETTE.length]);
-    return colours.get(key);
+    if (Object.prototype.hasOwnProperty.call(FIXED_COLOURS, key)) return FIXED_COLOURS[key];
+    let hash = 0;
+    for (const char of key) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+    return PALETTE[5 + (hash % (PALETTE.length - 5))];
+  }
+
+  // Names as a person writes them: the server's ACTIVITY_NAMES (sent on connect as
+  // activity_names), else the built-in ones, else an id such as "deep_dive" as
+  // "Deep dive"; anything else is shown exactly as given (as text, never HTML).
+  const BUILT_IN_NAMES = {
+    talk: "Talk",
+    q_and_a: "Q&A",
+    gameplay: "Gameplay",
+    react: "React",
+    music: "Music",
+  };
+
+  function displayName(name) {
+    const key = String(name);
+    const own = Object.prototype.hasOwnProperty;
+    if (own.call(state.activityNames, key)) return state.activityNames[key];
+    if (own.call(BUILT_IN_NAMES, key)) return BUILT_IN_NAMES[key];
+    if (!/^[a-z0-9_]+$/.test(key)) return key; // not an activity id: shown as it is
+    const spaced = key.replace(/_/g, " ");
+    return spaced.charAt(0).toUpperCase() + spaced.slice(1);
+  }
+
+  function applyActivityNames(data) {
+    const names = {};
+    for (const [key, value] of Object.entries(data)) {
+      if (typeof value === "string" && value !== "") names[key] = value.slice(0, 40);
+    }
+    state.activityNames = names;
+    if (state.activity) setText("activity", displayName(state.activity));
+    refreshPanels();
   }
 
   // ------------------------------------------------------------------ DOM bits
@@ -163,7 +204,7 @@
 
   function applyActivity(activity) {
     const name = textOf(activity, null);
-    setText("activity", name || "—");
+    setText("activity", name ? displayName(name) : "—");
     byId("activity").style.color = name ? colourFor(name) : "";
     const previous = state.activity;
     state.activity = name;
@@ -433,20 +474,26 @@
 
   // ------------------------------------------------------------------ timeline
 
+  // Durations are event time from the server: an on-air segment runs for its
+  // duration_s (to the channel clock), never to this browser's clock, which a
+  // faster-than-real-time simulator or a replay does not follow.
   function timelineSegments(body) {
-    const now = Date.now();
     const raw = body && Array.isArray(body.segments) ? body.segments : [];
     return raw
       .map((segment) => ({
         activity: textOf(segment && segment.activity, "unknown"),
         start: parseTime(segment && segment.start),
         end: parseTime(segment && segment.end),
+        durationMs: isNumber(segment && segment.duration_s) ? segment.duration_s * 1000 : 0,
         onAir: !(segment && segment.end),
         decidedBy: textOf(segment && segment.decided_by, ""),
         reason: textOf(segment && segment.reason, ""),
       }))
       .filter((segment) => segment.start !== null)
-      .map((segment) => ({ ...segment, end: segment.end === null ? now : segment.end }))
+      .map((segment) => ({
+        ...segment,
+        end: segment.end === null ? segment.start + Math.max(0, segment.durationMs) : segment.end,
+      }))
       .sort((a, b) => a.start - b.start);
   }
 
@@ -465,7 +512,7 @@
       block.style.left = `${((segment.start - from) / span) * 100}%`;
       block.style.width = `${Math.max(0.3, ((segment.end - segment.start) / span) * 100)}%`;
       block.style.background = colourFor(segment.activity);
-      block.title = `${segment.activity} · ${formatDuration(segment.end - segment.start)}`;
+      block.title = `${displayName(segment.activity)} · ${formatDuration(segment.end - segment.start)}`;
       band.append(block);
     }
     return band;
@@ -481,17 +528,25 @@
 
   function timelineRow(segment) {
     const row = el("li", segment.onAir ? "timeline-row on-air" : "timeline-row");
-    const chip = el("span", "activity-chip", segment.activity);
+    const chip = el("span", "activity-chip", displayName(segment.activity));
     chip.style.borderColor = colourFor(segment.activity);
     const duration = formatDuration(segment.end - segment.start) + (segment.onAir ? " · on air" : "");
     row.append(
       el("time", "timeline-start", formatClock(segment.start)),
       chip,
       el("span", "timeline-duration", duration),
-      el("span", "timeline-reason", [segment.decidedBy, segment.reason].filter(Boolean).join(": ")),
+      el("span", "timeline-reason", reasonText(segment)),
     );
     if (segment.reason) row.title = segment.reason;
     return row;
+  }
+
+  // "bandit: sampled music highest", read once: a reason that already starts with
+  // who decided is not prefixed again.
+  function reasonText(segment) {
+    const who = segment.decidedBy;
+    if (!who || segment.reason.toLowerCase().startsWith(who.toLowerCase())) return segment.reason;
+    return [who, segment.reason].filter(Boolean).join(": ");
   }
 
   // -------------------------------------------------------------------- bandit
@@ -540,7 +595,7 @@
     bar.append(fill);
     if (arm.sd !== null && arm.mean !== null) bar.append(sdWhisker(arm));
     row.append(
-      el("span", "arm-name", arm.name),
+      el("span", "arm-name", displayName(arm.name)),
       bar,
       el("span", "arm-mean", arm.mean === null ? "—" : arm.mean.toFixed(2)),
       el("span", "arm-params", armEvidence(arm)),
@@ -580,6 +635,7 @@
     ["metrics_update", applyMetrics],
     ["revenue_point", addRevenuePoint],
     ["donation", addDonation],
+    ["activity_names", applyActivityNames],
   ]);
 
   function handleMessage(text) {

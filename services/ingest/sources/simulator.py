@@ -4,7 +4,8 @@ For each configured channel, :class:`SimSource` runs one simulated broadcast on 
 simulated clock that starts at ``start`` and advances ``SIM_TICK_S`` per step
 (the model is :mod:`services.ingest.sources.audience`); every event's ``ts`` is
 read off that clock, so consumers cannot tell a 240x run from a live stream. The
-activity on air is learnt by tailing ``events:lifecycle`` for ``activity_changed``.
+activity on air is learnt from ``activity_changed`` on ``events:lifecycle``, through one
+:class:`~services.ingest.sources.activity_follower.ActivityFollower` for every channel.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import pydantic
 from redis.asyncio import Redis
 
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.activity_follower import ActivityFollower
 from services.ingest.sources.audience import (
     channel_rng,
     closing_event,
@@ -32,13 +33,12 @@ from services.ingest.sources.audience import (
 from services.ingest.sources.recording import stream_entries
 from services.ingest.sources.scenario import Scenario, scenario_from_setting
 from shared.clock import as_utc, utc_now
-from shared.events import ActivityChangedEvent, EventBase, parse_fields
+from shared.events import ActivityChangedEvent, EventBase
 from shared.keys import Stream
 from shared.logs import channel_context
 from shared.money import CurrencyError
 from shared.publisher import Publisher, PublishResult
 from shared.reconnect import until_connected
-from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.ingest.sim")
 
@@ -48,7 +48,6 @@ BATCH_REAL_S = 0.1
 """Real seconds of simulation published per call: at high speed one call covers many steps."""
 ATTEMPTS_AFTER_STOP = 3
 """Attempts left for a publish once ``stop`` is set, so shutdown never hangs on Redis."""
-LIFECYCLE_READ_COUNT = 1000
 
 
 def missing_rates(scenario: Scenario, rates_usd: dict[str, Decimal]) -> list[str]:
@@ -93,8 +92,29 @@ class SimSource:
         Each broadcast opens with ``stream_started`` and closes with ``stream_ended``.
         """
         start = as_utc(self.start or utc_now())
-        runs = [_ChannelRun(self, channel, start) for channel in self.settings.channels]
-        await asyncio.gather(*(run.run(stop) for run in runs))
+        lifecycle = self.settings.keys.stream(Stream.LIFECYCLE)
+        cursor = await until_connected(
+            lambda: _stream_end(self.redis, lifecycle),
+            _unreachable,
+            stop=stop,
+            attempts_once_stopped=ATTEMPTS_AFTER_STOP,
+        )
+        runs = {channel: _ChannelRun(self, channel, start) for channel in self.settings.channels}
+
+        def listen(event: ActivityChangedEvent) -> None:
+            if event.channel in runs:
+                runs[event.channel].apply(event)
+
+        follower = ActivityFollower(self.redis, lifecycle, cursor or "0-0", listen)
+        done = asyncio.Event()
+
+        async def broadcasts() -> None:
+            try:
+                await asyncio.gather(*(run.run(stop) for run in runs.values()))
+            finally:
+                done.set()
+
+        await asyncio.gather(broadcasts(), follower.run(done))
 
 
 class _ChannelRun:
@@ -107,8 +127,6 @@ class _ChannelRun:
         self.settings = settings
         self.rng = channel_rng(settings.sim_seed, channel)
         self.state = new_state(source.scenario, settings, channel, start, self.rng)
-        self.lifecycle_key = settings.keys.stream(Stream.LIFECYCLE)
-        self.cursor = "0-0"
         self.totals = PublishResult()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -117,8 +135,6 @@ class _ChannelRun:
 
     async def _run(self, stop: asyncio.Event) -> None:
         state = self.state
-        end = await self._retry(self._lifecycle_end, stop, "reading events:lifecycle")
-        self.cursor = end or "0-0"
         log.info(
             "simulated stream %s started (activity %s, seed %d, %gx speed, %s)",
             state.stream_id, state.activity, self.settings.sim_seed, self.settings.sim_speed,
@@ -139,7 +155,6 @@ class _ChannelRun:
         speed = self.settings.sim_speed
         per_batch = steps_per_batch(speed, self.settings.sim_tick_s)
         while not stop.is_set() and not self._finished():
-            await self._follow_lifecycle()
             batch = self._advance(per_batch)
             await _sleep_unless(stop, began + self.state.elapsed_s / speed - loop.time())
             await self._publish(batch, stop)
@@ -161,37 +176,9 @@ class _ChannelRun:
         duration_s = self.settings.sim_duration_s
         return tick_s if duration_s == 0 else min(tick_s, duration_s - self.state.elapsed_s)
 
-    async def _lifecycle_end(self) -> str:
-        last = await self.redis.xrevrange(self.lifecycle_key, count=1)
-        return stream_entries([[self.lifecycle_key, last]])[0][1] if last else "0-0"
-
-    async def _follow_lifecycle(self) -> None:
-        """Apply ``activity_changed`` for this channel published since the last look."""
-        try:
-            reply = await self.redis.xread(
-                {self.lifecycle_key: self.cursor}, count=LIFECYCLE_READ_COUNT
-            )
-        except CONNECTION_ERRORS as error:
-            log.warning("cannot read events:lifecycle (%s); trying again next batch", error)
-            return
-        for _stream, entry_id, fields in stream_entries(reply):
-            self.cursor = entry_id
-            try:
-                self._apply(fields)
-            except Exception as error:  # one entry must not stop the broadcast
-                log.warning("skipped events:lifecycle %s: %r", entry_id, error)
-
-    def _apply(self, fields: Mapping[str, Any]) -> None:
+    def apply(self, event: ActivityChangedEvent) -> None:
         """Switch activity on this broadcast's own ``activity_changed`` (not another stream's)."""
-        try:
-            event = parse_fields(fields)
-        except pydantic.ValidationError:
-            return
-        if (
-            isinstance(event, ActivityChangedEvent)
-            and event.channel == self.state.channel
-            and event.stream_id == self.state.stream_id
-        ):
+        if event.channel == self.state.channel and event.stream_id == self.state.stream_id:
             switch_activity(self.state, event.activity)
 
     async def _publish(self, events: list[EventBase], stop: asyncio.Event) -> None:
@@ -228,6 +215,17 @@ class _ChannelRun:
             attempts_once_stopped=ATTEMPTS_AFTER_STOP,
             on_give_up=give_up,
         )
+
+
+async def _stream_end(redis: Redis, key: str) -> str:
+    """The id of the last entry of stream ``key`` ("0-0" when empty): where following starts."""
+    last = await redis.xrevrange(key, count=1)
+    return stream_entries([[key, last]])[0][1] if last else "0-0"
+
+
+def _unreachable(error: Exception, delay_s: float) -> None:
+    log.warning("reading events:lifecycle failed, Redis unreachable (%s); retry in %.1f s",
+                error, delay_s)  # fmt: skip
 
 
 def _duration_text(duration_s: float) -> str:

@@ -10,14 +10,10 @@ from pydantic import BaseModel, Field
 from services.analytics.auth import require_token
 from services.analytics.settings import AnalyticsSettings
 from shared.bandit import stored_arms
-from shared.stream_summary import (
-    PaidEvent,
-    StreamSummary,
-    Timeline,
-    recent_donations,
-    stream_summary,
-    timeline,
-)
+from shared.readmodel.donations import recent_donations
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.models import PaidEvent, StreamSummary, Timeline
+from shared.readmodel.summary import stream_summary
 
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_token)])
 ChannelName = Annotated[str, Path(description="Channel login", pattern=r"^[A-Za-z0-9_]{1,25}$")]

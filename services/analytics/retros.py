@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from services.analytics.api import ChannelName, known_channel
 from services.analytics.auth import require_token
-from shared.stream_summary import iso
+from shared.clock import format_ms
 
 router = APIRouter(tags=["retros"], dependencies=[Depends(require_token)])
 
@@ -47,7 +47,7 @@ async def retros(
         state.settings.keys.retro_index(name), 0, limit - 1, withscores=True
     )
     return [
-        RetroLink(stream_id=stream_id, ended=iso(int(ended)), url=retro_url(name, stream_id))
+        RetroLink(stream_id=stream_id, ended=format_ms(int(ended)), url=retro_url(name, stream_id))
         for stream_id, ended in entries
     ]
 

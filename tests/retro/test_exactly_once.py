@@ -30,8 +30,8 @@ from shared.publisher import Publisher
 from shared.rewards import SegmentScorer
 from tests.analytics.streams import START
 from tests.analytics.test_metrics import consume_all
-from tests.analytics.test_stream_summary import STREAM, extended_stream
 from tests.orchestrator.driver import apply
+from tests.readmodel.test_stream_summary import STREAM, extended_stream
 from tests.retro.helpers import end_of, hand, retro_settings, running, until
 
 SCORABLE = 3

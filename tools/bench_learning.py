@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events
+from services.analytics.handler import apply_events
 from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
 from services.ingest.simulator import (

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from services.analytics import api, overview, retros, socket
 from services.analytics.auth import require_token
 from services.analytics.broadcaster import Broadcaster
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings

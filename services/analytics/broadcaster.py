@@ -20,7 +20,7 @@ import pydantic
 from redis.asyncio import Redis
 
 from services.analytics import messages
-from services.analytics.consumer import member, ts_ms
+from services.analytics.handler import member, ts_ms
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, local_day_ms
 from services.analytics.settings import AnalyticsSettings

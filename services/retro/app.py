@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.retro.consumer import GROUP, RetroHandler, entry_key
+from services.retro.handler import GROUP, RetroHandler, entry_key
 from services.retro.settings import RetroSettings
 from shared import ops
 from shared.consumer import ConsumerRunner

@@ -78,7 +78,7 @@ TOTALS = tuple(f.name for f in fields(PaidSums))
 def contributions(record: Mapping[str, Any]) -> dict[str, int]:
     """What one ``paid_data`` record adds to its minute: ``events`` and the non-zero totals.
 
-    ``record`` as ``services.analytics.consumer.paid_record`` writes it (cents are
+    ``record`` as ``services.analytics.handler.paid_record`` writes it (cents are
     integer USD cents). Mirrors ``paid_record_totals`` in :data:`PAID_SUMS_LUA`.
     """
     kind, cents = record["type"], int(record.get("cents") or 0)

@@ -131,7 +131,7 @@ def ceil_div(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class Paid:
-    """One paid event as ``paid_data`` keeps it (see consumer ``paid_record``)."""
+    """One paid event as ``paid_data`` keeps it (see ``services.analytics.handler.paid_record``)."""
 
     type: str
     id: str

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.retro.consumer import GROUP
+from services.retro.handler import GROUP
 from services.retro.settings import RetroSettings
 from tests.chaos.reliability import record
 from tests.readmodel.test_stream_summary import STREAM, extended_stream

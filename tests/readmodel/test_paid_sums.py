@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events, member, paid_record, ts_ms
+from services.analytics.handler import apply_events, member, paid_record, ts_ms
 from services.analytics.metrics import HOUR_MS, MetricsComputer, Windows, local_day_ms
 from services.analytics.settings import AnalyticsSettings
 from shared.events import (

@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.bandit import ThompsonBandit
 from shared.events import EventBase, StreamEndedEvent

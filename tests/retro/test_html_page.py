@@ -18,7 +18,7 @@ from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
-from services.retro.consumer import RetroHandler
+from services.retro.handler import RetroHandler
 from services.retro.settings import RetroSettings
 from shared.events import ChatEvent, DonationEvent, EventBase
 from tests.analytics.analytics_server import analytics_server

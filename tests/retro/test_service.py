@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.retro.app import drain
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from shared.consumer import ConsumerRunner
 from shared.events import StreamEndedEvent
 from shared.keys import Stream

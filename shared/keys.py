@@ -90,7 +90,7 @@ class Keys:
         """Marker that a Twitch EventSub webhook message id was published (SET, with a TTL).
 
         Twitch redelivers a message with the same id; the marker makes a redelivery a no-op.
-        It is written after the publish, never before (see ``services.ingest.twitch_webhook``).
+        It is written after the publish, never before (see ``services.ingest.webhooks.twitch``).
         """
         return f"{self.prefix}webhook:twitch:{message_id}"
 

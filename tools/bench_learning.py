@@ -53,9 +53,8 @@ import numpy as np
 from redis.asyncio import Redis
 
 from services.analytics.handler import apply_events
-from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import (
+from services.ingest.sources.audience import (
     ChannelState,
     closing_event,
     new_state,
@@ -63,6 +62,7 @@ from services.ingest.simulator import (
     step,
     switch_activity,
 )
+from services.ingest.sources.scenario import Scenario, default_scenario
 from services.orchestrator.app import build_loop
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.loop import DecisionLoop

@@ -103,6 +103,60 @@ PANELS = (
         (("sum by (channel) (increase(streamloop_retro_reports_total[1h]))", "{{channel}}"),),
     ),
     Panel(
+        "Worker restarts / s",
+        "ops",
+        (("sum by (job, task) (rate(streamloop_task_restarts_total[5m]))", "{{job}} {{task}}"),),
+        "A worker that died and was restarted; /healthz is 503 naming it meanwhile.",
+    ),
+    Panel(
+        "Refused at the edge / s",
+        "ops",
+        (
+            (
+                "sum by (reason) (rate(streamloop_http_connections_cut_total[5m]))",
+                "cut: {{reason}}",
+            ),
+            (
+                "sum by (type) (rate(streamloop_ingest_unknown_channel_total[5m]))",
+                "unknown: {{type}}",
+            ),
+        ),
+        "Connections closed by the HTTP limits; notifications for channels not in CHANNELS.",
+    ),
+    Panel(
+        "Claude consultations / s",
+        "ops",
+        (("sum by (outcome) (rate(streamloop_claude_requests_total[5m]))", "{{outcome}}"),),
+        "advice, refusal, unusable, error, config_error (a setting to fix), paused.",
+    ),
+    Panel(
+        "Claude latency p50 / p99 and cost per hour",
+        "s",
+        (
+            (
+                "histogram_quantile(0.5, sum by (le) "
+                "(rate(streamloop_claude_latency_seconds_bucket[5m])))",
+                "p50",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le) "
+                "(rate(streamloop_claude_latency_seconds_bucket[5m])))",
+                "p99",
+            ),
+            ("sum(rate(streamloop_claude_cost_usd_total[1h])) * 3600", "USD / hour"),
+        ),
+    ),
+    Panel(
+        "Claude tokens / s",
+        "short",
+        (("sum by (kind) (rate(streamloop_claude_tokens_total[5m]))", "{{kind}}"),),
+    ),
+    Panel(
+        "Chat lines to Twitch / s",
+        "ops",
+        (("sum by (outcome) (rate(streamloop_chat_lines_total[5m]))", "{{outcome}}"),),
+    ),
+    Panel(
         "Redis memory",
         "bytes",
         (("redis_memory_used_bytes", "used"),),

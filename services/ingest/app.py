@@ -13,9 +13,10 @@ from typing import Protocol
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from services.ingest import donation_webhook, twitch_webhook
 from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
+from services.ingest.webhooks import donation as donation_webhook
+from services.ingest.webhooks import twitch as twitch_webhook
 from shared import ops
 from shared.exposure import guard_hosts
 from shared.publisher import PUBLISHED, Publisher
@@ -39,11 +40,11 @@ def build_sources(
     """The socket and simulated sources named in ``INGEST_SOURCES`` (webhooks need none)."""
     sources: dict[str, Source] = {}
     if "sim" in settings.ingest_sources:
-        from services.ingest.simulator import SimSource
+        from services.ingest.sources.simulator import SimSource
 
         sources["sim"] = SimSource(redis, settings, publisher)
     if "twitch" in settings.ingest_sources:
-        from services.ingest.twitch_source import TwitchSource
+        from services.ingest.sources.twitch import TwitchSource
 
         sources["twitch"] = TwitchSource(settings, buffer)
     return sources

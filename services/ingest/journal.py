@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from services.ingest.recording import entry_line, load_recording
+from services.ingest.sources.recording import entry_line, load_recording
 from shared.events import EventBase, to_fields
 
 log = logging.getLogger("services.ingest.journal")

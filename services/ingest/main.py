@@ -9,9 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from services.ingest import dead_letters
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from shared.dead_letters import cli as dead_letters
 from shared.logs import configure_logging
 from shared.redis_client import connect_settings
 from shared.serve import HttpLimits, serve
@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 async def record(settings: IngestSettings, path: str, follow: bool) -> int:
     """Record the streams to ``path``; Ctrl-C ends a ``--follow`` recording."""
-    from services.ingest.recording import record as record_streams
+    from services.ingest.sources.recording import record as record_streams
 
     redis = connect_settings(settings)
     stop = asyncio.Event()
@@ -52,7 +52,7 @@ async def record(settings: IngestSettings, path: str, follow: bool) -> int:
 
 async def replay(settings: IngestSettings, path: str, speed: float) -> int:
     """Publish the recording at ``path`` again at ``speed`` x real time."""
-    from services.ingest.recording import replay as replay_file
+    from services.ingest.sources.recording import replay as replay_file
 
     redis = connect_settings(settings)
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from services.ingest.scenario import default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import (
+from services.ingest.sources.audience import (
     channel_rng,
     closing_event,
     new_state,
@@ -15,6 +14,7 @@ from services.ingest.simulator import (
     step,
     switch_activity,
 )
+from services.ingest.sources.scenario import default_scenario
 from shared.events import ActivityChangedEvent, EventBase
 
 START = datetime(2026, 2, 27, 18, 0, tzinfo=UTC)

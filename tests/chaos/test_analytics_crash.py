@@ -25,7 +25,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.analytics.handler import GROUP, MetricsHandler
-from services.ingest.recording import entry_line
+from services.ingest.sources.recording import entry_line
 from shared.consumer import ConsumerRunner
 from shared.events import EventBase, to_fields
 from shared.publisher import Publisher

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from services.ingest.settings import IngestSettings
-from services.ingest.twitch_source import TwitchSetupError, TwitchSource
+from services.ingest.sources.twitch import TwitchSetupError, TwitchSource
 from tests.deploy.files import (
     COMPOSE,
     DOCKERFILE,

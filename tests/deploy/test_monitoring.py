@@ -36,7 +36,9 @@ REDIS_EXPORTER_METRICS = {
     "redis_stream_group_messages_pending",
     "redis_stream_groups",
 }
-SERVICE_APPS = [f"services.{name}.app" for name in SERVICE_SETTINGS]
+SERVICE_MODULES = [
+    f"services.{name}.{part}" for name in SERVICE_SETTINGS for part in ("app", "main")
+]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_the_dashboard_file_is_what_the_tool_makes() -> None:
 
 
 def test_every_plotted_metric_is_exported() -> None:
-    for module in SERVICE_APPS:
+    for module in SERVICE_MODULES:
         importlib.import_module(module)
     registered = {
         metric.name + ("_total" if metric.type == "counter" else "")

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.eventsub import (
+from services.ingest.settings import IngestSettings
+from services.ingest.sources.eventsub import (
     EventSubPayloadError,
     Ignored,
     LiveStreams,
@@ -16,7 +17,6 @@ from services.ingest.eventsub import (
     Notification,
     map_notification,
 )
-from services.ingest.settings import IngestSettings
 from shared.events import (
     BitsEvent,
     ChatEvent,

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 
 from services.ingest.app import create_app
 from services.ingest.journal import HeldJournal
-from services.ingest.recording import load_recording
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.recording import load_recording
 from shared.events import DonationEvent
 from shared.keys import Keys, Stream
 from shared.redis_client import connect

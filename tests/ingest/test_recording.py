@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.recording import entry_line, record, replay
-from services.ingest.scenario import default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import channel_rng, new_state, simulate
+from services.ingest.sources.audience import channel_rng, new_state, simulate
+from services.ingest.sources.recording import entry_line, record, replay
+from services.ingest.sources.scenario import default_scenario
 from shared.events import ChatEvent, DonationEvent, EventBase, to_fields
 from shared.keys import EVENT_STREAMS
 from shared.publisher import Publisher

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.scenario import (
+from services.ingest.sources.scenario import (
     DEFAULT_SCENARIO_PATH,
     ScenarioError,
     default_scenario,

@@ -16,10 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import (
-    SimSource,
+from services.ingest.sources.audience import (
     channel_rng,
     draw_donation,
     new_state,
@@ -27,6 +25,8 @@ from services.ingest.simulator import (
     stream_id_for,
     switch_activity,
 )
+from services.ingest.sources.scenario import Scenario, default_scenario
+from services.ingest.sources.simulator import SimSource
 from shared.events import (
     STREAM_OF_TYPE,
     ActivityChangedEvent,
@@ -387,3 +387,33 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
+
+
+async def test_one_blocking_lifecycle_reader_serves_every_channel(
+    redis: Redis, make_settings: Callable[..., IngestSettings]
+) -> None:
+    """Forty channels for 2.5 real seconds: the lifecycle stream is read once per batch of
+    new entries or per idle BLOCK, not by forty channels ten times a second (1,000 reads)."""
+    channels = [f"ch{n:02d}" for n in range(40)]
+    settings = make_settings(IngestSettings, channels=",".join(channels), sim_speed=60)
+    before = await _xread_calls(redis)
+    stop = asyncio.Event()
+    task = asyncio.create_task(SimSource(redis, settings, Publisher(redis, settings)).run(stop))
+    try:
+        await asyncio.sleep(2.0)
+        await Publisher(redis, settings).publish(_change("ch07", "music", "x7"))
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    reads = await _xread_calls(redis) - before
+    lifecycle = (await read_events(redis, settings))[Stream.LIFECYCLE]
+    idle_blocks = 2.5 / 0.5
+    assert 1 <= reads <= len(lifecycle) + idle_blocks + 5, (reads, len(lifecycle))
+    assert reads < 200, reads
+    assert {e.channel for e in lifecycle if e.type == "stream_ended"} == set(channels)
+
+
+async def _xread_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))

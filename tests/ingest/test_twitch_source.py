@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from services.ingest.buffer import PublishBuffer
-from services.ingest.eventsub import SUBSCRIPTION_VERSIONS
 from services.ingest.settings import IngestSettings
-from services.ingest.twitch_source import TwitchSetupError, TwitchSource
+from services.ingest.sources.eventsub import SUBSCRIPTION_VERSIONS
+from services.ingest.sources.twitch import TwitchSetupError, TwitchSource
 from shared.keys import Stream
 from shared.publisher import Publisher
 from tests.chaos.reliability import record

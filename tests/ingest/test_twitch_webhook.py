@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
-from services.ingest.twitch_webhook import router
+from services.ingest.webhooks.twitch import router
 from shared.clock import utc_now
 from shared.keys import Stream
 from shared.publisher import Publisher
@@ -132,7 +132,7 @@ async def test_revocation_is_acknowledged_and_logged(
     message["subscription"]["status"] = "authorization_revoked"
     del message["event"]
     body = json.dumps(message).encode()
-    with caplog.at_level(logging.WARNING, logger="services.ingest.twitch_webhook"):
+    with caplog.at_level(logging.WARNING, logger="services.ingest.webhooks.twitch"):
         response = await client.post(
             URL, content=body, headers=webhook_headers(SECRET, body, message_type="revocation")
         )

@@ -45,9 +45,9 @@ from redis.exceptions import ResponseError
 from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
-from services.ingest.scenario import default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import channel_rng, new_state, opening_events, step
+from services.ingest.sources.audience import channel_rng, new_state, opening_events, step
+from services.ingest.sources.scenario import default_scenario
 from services.orchestrator.decider import Orchestrator
 from services.orchestrator.lease import ChannelLeases
 from services.orchestrator.loop import DecisionLoop
@@ -146,7 +146,7 @@ EXPECTED: dict[str, Expect] = {
     "redis-cli XRANGE events:dead - + COUNT 20": Expect(
         prints=("reason", "timestamp has no timezone", "handler failed 1 times", "raw", "group")
     ),
-    "python -m services.ingest dead-letters list": Expect(
+    "python -m shared.dead_letters list": Expect(
         prints=(
             "3 dead letters, newest first (events:dead holds 3):",
             "{broken_dead}  from events:chat {broken_entry}  group analytics",
@@ -156,11 +156,11 @@ EXPECTED: dict[str, Expect] = {
             "{chat_dead}  from events:chat",
         )
     ),
-    "python -m services.ingest dead-letters list --stream chat --limit 5": Expect(
+    "python -m shared.dead_letters list --stream chat --limit 5": Expect(
         prints=("2 dead letters from events:chat", "{broken_dead}", "{chat_dead}"),
         absent=("{tip_dead}",),
     ),
-    "python -m services.ingest dead-letters requeue --all --dry-run": Expect(
+    "python -m shared.dead_letters requeue --all --dry-run": Expect(
         code=1,
         prints=(
             "would requeue {tip_dead}: donation streamlabs:sl-5f2c on demo",
@@ -169,11 +169,11 @@ EXPECTED: dict[str, Expect] = {
             "dry run, nothing changed: 2 would be requeued, 1 would stay in events:dead",
         ),
     ),
-    "python -m services.ingest dead-letters requeue <dead-letter-id>": Expect(
+    "python -m shared.dead_letters requeue <dead-letter-id>": Expect(
         fill={"<dead-letter-id>": "tip_dead"},
         prints=("requeued {tip_dead}: donation streamlabs:sl-5f2c", "1 requeued, 0 not requeued"),
     ),
-    "python -m services.ingest dead-letters requeue --all --stream chat": Expect(
+    "python -m shared.dead_letters requeue --all --stream chat": Expect(
         code=1,
         prints=(
             "requeued {chat_dead}: chat twitch:m-82 on demo",
@@ -707,8 +707,8 @@ def test_the_doc_covers_every_operation() -> None:
         "XINFO CONSUMERS",
         "XPENDING events:chat analytics - + 10",
         "XRANGE events:dead",
-        "dead-letters list",
-        "dead-letters requeue",
+        "shared.dead_letters list",
+        "shared.dead_letters requeue",
         "HGETALL metrics:demo",
         "HGETALL bandit:demo",
         "XREVRANGE decisions:demo + - COUNT 5",

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import channel_rng, new_state, opening_events, step, switch_activity
+from services.ingest.sources.audience import (
+    channel_rng,
+    new_state,
+    opening_events,
+    step,
+    switch_activity,
+)
+from services.ingest.sources.scenario import Scenario, default_scenario
 from services.orchestrator.app import build_loop
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.settings import OrchestratorSettings

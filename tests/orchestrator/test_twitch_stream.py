@@ -23,7 +23,7 @@ from services.analytics.handler import GROUP as ANALYTICS_GROUP
 from services.analytics.handler import MetricsHandler
 from services.analytics.settings import AnalyticsSettings
 from services.ingest.settings import IngestSettings
-from services.ingest.twitch_source import TwitchSource
+from services.ingest.sources.twitch import TwitchSource
 from services.orchestrator.app import advisor_for, build_loop
 from services.orchestrator.chat import TwitchChat
 from services.orchestrator.settings import OrchestratorSettings

@@ -30,10 +30,10 @@ import redis as sync_redis
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.ingest import dead_letters
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.consumer import ConsumerRunner
+from shared.dead_letters import cli as dead_letters
 from shared.events import ChatEvent
 from shared.publisher import Publisher
 from shared.redis_client import connect, connect_settings, redact_url

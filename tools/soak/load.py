@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from services.ingest.recording import stream_entries
-from services.ingest.scenario import Scenario, default_scenario
 from services.ingest.settings import IngestSettings
-from services.ingest.simulator import (
+from services.ingest.sources.audience import (
     ChannelState,
     channel_rng,
     closing_event,
@@ -37,6 +35,8 @@ from services.ingest.simulator import (
     switch_activity,
     ts_within,
 )
+from services.ingest.sources.recording import stream_entries
+from services.ingest.sources.scenario import Scenario, default_scenario
 from shared.clock import utc_now
 from shared.events import EventBase, ViewerCountEvent
 from shared.keys import Stream

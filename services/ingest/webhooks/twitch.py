@@ -4,7 +4,7 @@ Include :data:`router` in the ingest app, with ``app.state.settings``
 (:class:`~services.ingest.settings.IngestSettings`), ``app.state.buffer``
 (:class:`~services.ingest.buffer.PublishBuffer`) and ``app.state.redis`` (for the
 message-id markers) set. ``app.state.twitch_live_streams`` (a
-:class:`~services.ingest.eventsub.LiveStreams`) is created on first use; set it to
+:class:`~services.ingest.sources.eventsub.LiveStreams`) is created on first use; set it to
 the WebSocket source's ``live`` tracker to share one.
 
 Every request is checked before anything is read or published, in this order:
@@ -12,7 +12,7 @@ secret configured (503), JSON content type (415), signing headers present (403),
 timestamp fresh (403), body within ``WEBHOOK_MAX_BODY_BYTES`` (413) and
 ``WEBHOOK_BODY_TIMEOUT_S`` (408), HMAC-SHA256
 signature (403), JSON body (400). Notifications are mapped by
-:mod:`services.ingest.eventsub` (400 with the reason when they do not fit) and
+:mod:`services.ingest.sources.eventsub` (400 with the reason when they do not fit) and
 published once: Twitch redelivers with the same message id, which is remembered
 in Redis for ``WEBHOOK_MAX_AGE_S`` (an older message is refused anyway) *after* the
 publish, on top of the publisher's own atomic dedupe (see :func:`_publish_once`).
@@ -35,16 +35,16 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from redis.asyncio import Redis
 
-from services.ingest.eventsub import (
+from services.ingest.settings import IngestSettings
+from services.ingest.sources.eventsub import (
     EventSubPayloadError,
     Ignored,
     LiveStreams,
     Notification,
     map_notification,
 )
-from services.ingest.settings import IngestSettings
-from services.ingest.webhook_body import read_capped
-from services.ingest.webhook_submit import submit
+from services.ingest.webhooks.body import read_capped
+from services.ingest.webhooks.submit import submit
 from shared.clock import parse_ts, utc_now
 from shared.events import EventBase
 from shared.redis_client import CONNECTION_ERRORS

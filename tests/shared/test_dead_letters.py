@@ -1,4 +1,5 @@
-"""``python -m services.ingest dead-letters``: list and requeue ``events:dead`` on a real Redis.
+"""``python -m shared.dead_letters`` (also ``python -m services.ingest dead-letters``): list and
+requeue ``events:dead`` on a real Redis.
 
 Dead letters are made the way production makes them: a consumer group's runner
 rejects entries that break the contract, or whose handler keeps failing.
@@ -20,10 +21,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from services.ingest import dead_letters
-from services.ingest.dead_letters import Status
 from services.ingest.main import parse_args
 from shared.consumer import ConsumerRunner, Delivery
+from shared.dead_letters import cli as dead_letters
+from shared.dead_letters.requeue import Status, requeue
 from shared.events import ChatEvent, DonationEvent, StreamEndedEvent, to_fields
 from shared.keys import Stream
 from shared.publisher import Publisher
@@ -268,9 +269,7 @@ async def test_requeueing_one_dead_letter_twice_at_once_adds_it_once(
     await consume(redis, settings, Handler(f"{key_prefix}counts", poison={"c1"}))
     [dead_id] = await dead_ids(redis, settings)
 
-    reports = await asyncio.gather(
-        *(dead_letters.requeue(redis, settings, [dead_id]) for _ in range(2))
-    )
+    reports = await asyncio.gather(*(requeue(redis, settings, [dead_id]) for _ in range(2)))
 
     statuses = sorted(report.outcomes[0].status.value for report in reports)
     assert statuses == [Status.FAILED.value, Status.REQUEUED.value]
@@ -317,10 +316,23 @@ def test_usage_errors_exit_with_2(argv: list[str], capsys: pytest.CaptureFixture
         dead_letters.check_args(parse_args(["dead-letters", *argv]))
     assert raised.value.code == 2
     assert "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        dead_letters.check_args(dead_letters.parse_args(argv))
+    assert raised.value.code == 2
+    assert "usage: python -m shared.dead_letters" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("shared.dead_letters",), ("services.ingest", "dead-letters")],
+    ids=["shared.dead_letters", "ingest dead-letters"],
+)
 async def test_the_command_line_respects_the_key_prefix_and_exit_codes(
-    redis: Redis, make_settings: Callable[..., Any], redis_url: str, key_prefix: str
+    redis: Redis,
+    make_settings: Callable[..., Any],
+    redis_url: str,
+    key_prefix: str,
+    command: tuple[str, ...],
 ) -> None:
     settings = consumer_settings(make_settings)
     await Publisher(redis, settings).publish(chat(7))
@@ -334,7 +346,7 @@ async def test_the_command_line_respects_the_key_prefix_and_exit_codes(
 
     async def run(*argv: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.ingest", "dead-letters", *argv,
+            sys.executable, "-m", *command, *argv,
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)

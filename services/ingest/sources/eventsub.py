@@ -1,7 +1,7 @@
 """Twitch EventSub notifications mapped onto streamloop events, for both transports.
 
-The WebSocket source (:mod:`services.ingest.twitch_source`) and the webhook route
-(:mod:`services.ingest.twitch_webhook`) receive the same documented notification
+The WebSocket source (:mod:`services.ingest.sources.twitch`) and the webhook route
+(:mod:`services.ingest.webhooks.twitch`) receive the same documented notification
 (``subscription`` + ``event``, with a message id and timestamp), turn it into a
 :class:`Notification` and call :func:`map_notification`. Mapping is pure apart
 from reading :class:`LiveStreams`, which tells lifecycle events which stream is

@@ -38,7 +38,7 @@ from shared.publisher import Publisher
 from shared.reconnect import until_connected
 from shared.settings import BaseServiceSettings
 
-log = logging.getLogger("services.ingest.recording")
+log = logging.getLogger("services.ingest.sources.recording")
 
 PAGE_ENTRIES = 1000
 """Entries read per XRANGE/XREAD call."""

@@ -11,10 +11,10 @@ import pydantic
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from services.ingest.donations import DonationPayloadError, parse_donations
 from services.ingest.settings import IngestSettings
-from services.ingest.webhook_body import read_capped, require_json
-from services.ingest.webhook_submit import submit
+from services.ingest.webhooks.body import read_capped, require_json
+from services.ingest.webhooks.donation_payloads import DonationPayloadError, parse_donations
+from services.ingest.webhooks.submit import submit
 from shared.events import DonationEvent, counted_on_arrival, describe_validation_error
 from shared.money import CurrencyError
 

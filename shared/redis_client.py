@@ -80,14 +80,21 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
     """
     return Redis.from_url(
         url,
-        decode_responses=True,
-        encoding_errors="replace",
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=5.0,
-        health_check_interval=15,
+        **_client_options(socket_timeout_s),
         retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+def _client_options(socket_timeout_s: float) -> dict[str, Any]:
+    """What every client shares: ``str`` replies (U+FFFD for bad bytes) and its timeouts."""
+    return {
+        "decode_responses": True,
+        "encoding_errors": "replace",
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 15,
+    }
 
 
 def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster:
@@ -104,11 +111,7 @@ def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster
     """
     return RedisCluster.from_url(
         url,
-        decode_responses=True,
-        encoding_errors="replace",
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=5.0,
-        health_check_interval=15,
+        **_client_options(socket_timeout_s),
         retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
         reinitialize_steps=5,
     )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import redis
 
-from shared.redis_server import RedisUnavailable, free_port, server_binary
+from shared.redis_server import RedisUnavailable, free_port, server_binary, terminate
 
 NODE_TIMEOUT_MS = 1000
 """``cluster-node-timeout``: how long a silent master is waited for before failover.
@@ -171,14 +171,8 @@ class ClusterNode:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            terminate(self._process)
 
 
 class LocalCluster:

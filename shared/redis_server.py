@@ -85,6 +85,16 @@ def free_port() -> int:
         return port
 
 
+def terminate(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """SIGTERM ``process``, then SIGKILL if it has not exited after ``grace_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RedisServer:
     """A ``redis-server`` child process on 127.0.0.1 with its own data directory."""
 
@@ -127,14 +137,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            terminate(self._process)
         self._process = None
 
     def close(self) -> None:

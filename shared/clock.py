@@ -61,6 +61,15 @@ def from_epoch_ms(at_ms: int) -> datetime:
     return EPOCH + at_ms * MILLISECOND
 
 
+def format_ms(at_ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC (exact: no float seconds on the way).
+
+    >>> format_ms(1_772_188_200_500)
+    '2026-02-27T10:30:00.500Z'
+    """
+    return format_ts(from_epoch_ms(at_ms))
+
+
 def format_ts(moment: datetime) -> str:
     """``moment`` as RFC 3339 UTC with ``Z``; milliseconds only when non-zero.
 

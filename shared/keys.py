@@ -231,7 +231,7 @@ class AnalyticsKeys:
         cheered), ``subs`` (sub counts of sub/resub/gift). Incremented in the same
         script that adds an event to ``paid_data``, and only when that adds it, so
         each bucket equals the sum of its raw records. Sums over long ranges read
-        these instead of every record (``shared.paid_sums``).
+        these instead of every record (``shared.readmodel.paid_sums``).
         """
         return f"{self.base}paid_minutes"
 

@@ -101,3 +101,16 @@ def to_usd(amount: Decimal, currency: str, rates: Mapping[str, Decimal]) -> Deci
 def bits_to_usd(bits: int) -> Decimal:
     """USD the streamer earns for ``bits`` bits (one cent each)."""
     return to_cents(BITS_USD * bits)
+
+
+HOUR_MS = 3_600_000
+
+
+def usd(cents: int) -> float:
+    """Integer cents as USD, rounded to cents (for reports and JSON figures)."""
+    return round(cents / 100, 2)
+
+
+def usd_per_hour(cents: int, duration_ms: int) -> float:
+    """``cents`` per hour of ``duration_ms``, USD (0 for an empty range)."""
+    return round(cents / 100 * HOUR_MS / duration_ms, 2) if duration_ms else 0.0

@@ -36,7 +36,9 @@ from redis.asyncio import Redis
 
 from shared.bandit import ThompsonBandit
 from shared.keys import Keys
-from shared.stream_summary import Segment, Timeline, segment_stats, timeline
+from shared.readmodel.figures import segment_stats
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.models import Segment, Timeline
 
 log = logging.getLogger("shared.rewards")
 APPLIED_TTL_S = 30 * 86_400

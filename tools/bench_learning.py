@@ -11,7 +11,7 @@ channel, with the bandit state carried over.
 Every policy faces every audience through the **real code paths**, in lock-step on
 event time: the ingest simulator's audience steps 30 s at a time, analytics' own
 handler (``apply_events``) writes its Redis state, the orchestrator's
-``DecisionLoop.tick`` scores segments (``SegmentScorer``: ``shared/stream_summary``
+``DecisionLoop.tick`` scores segments (``SegmentScorer``: ``shared/readmodel``
 read model, ``shared/rewards``) and decides (``Orchestrator.decide``, no Claude), and
 each ``activity_changed`` it publishes switches the simulated audience. Nothing waits
 on wall time, so the machine's speed does not change a figure. What is not real: the
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events
+from services.analytics.handler import apply_events
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.audience import (
     ChannelState,

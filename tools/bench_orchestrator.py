@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events
+from services.analytics.handler import apply_events
 from services.orchestrator.app import build_loop
 from services.orchestrator.claude import ClaudeAdvisor
 from services.orchestrator.settings import OrchestratorSettings

@@ -8,16 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from pydantic import BaseModel, Field
 
 from services.analytics.auth import require_token
-from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import analytics_state
 from shared.bandit import stored_arms
-from shared.stream_summary import (
-    PaidEvent,
-    StreamSummary,
-    Timeline,
-    recent_donations,
-    stream_summary,
-    timeline,
-)
+from shared.readmodel.donations import recent_donations
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.models import PaidEvent, StreamSummary, Timeline
+from shared.readmodel.summary import stream_summary
 
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_token)])
 ChannelName = Annotated[str, Path(description="Channel login", pattern=r"^[A-Za-z0-9_]{1,25}$")]
@@ -48,7 +44,7 @@ class ChannelMetrics(BaseModel):
 
 def known_channel(request: Request, channel: str) -> str:
     """``channel`` lower-cased, or 404 when it is not in ``CHANNELS``."""
-    settings: AnalyticsSettings = request.app.state.settings
+    settings = analytics_state(request).settings
     if channel.lower() not in settings.channels:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {channel!r}")
     return channel.lower()
@@ -62,8 +58,9 @@ async def metrics(request: Request, channel: ChannelName) -> ChannelMetrics:
 
 async def read_metrics(request: Request, channel: str) -> ChannelMetrics:
     """Typed view of ``metrics:{channel}`` (zeros before the first event)."""
-    figures = await request.app.state.redis.hgetall(
-        request.app.state.settings.keys.metrics(channel)
+    state = analytics_state(request)
+    figures: dict[str, str] = await state.redis.hgetall(  # type: ignore[assignment]
+        state.settings.keys.metrics(channel)
     )
     return ChannelMetrics(channel=channel, **{**figures, "is_live": figures.get("is_live") == "1"})
 
@@ -75,7 +72,7 @@ async def summary(
     stream_id: Annotated[str | None, Query(description="A stream; default the latest")] = None,
 ) -> StreamSummary:
     """Figures, per-activity table, segments, top chatters and donors, chart series."""
-    state = request.app.state
+    state = analytics_state(request)
     return await stream_summary(
         state.redis, state.settings.keys, known_channel(request, channel), stream_id
     )
@@ -88,7 +85,7 @@ async def activity_timeline(
     stream_id: Annotated[str | None, Query(description="A stream; default the latest")] = None,
 ) -> Timeline:
     """The activity segments, each with who chose it and why."""
-    state = request.app.state
+    state = analytics_state(request)
     return await timeline(
         state.redis, state.settings.keys, known_channel(request, channel), stream_id
     )
@@ -101,7 +98,7 @@ async def donations(
     limit: Annotated[int, Query(ge=1, le=500, description="How many, newest first")] = 50,
 ) -> list[PaidEvent]:
     """Newest first, in the dashboard's donation message format."""
-    state = request.app.state
+    state = analytics_state(request)
     return await recent_donations(
         state.redis, state.settings.keys, known_channel(request, channel), limit
     )
@@ -132,7 +129,7 @@ class BanditPosteriors(BaseModel):
 )
 async def bandit(request: Request, channel: ChannelName) -> BanditPosteriors:
     """Alpha, beta and mean per arm, as the orchestrator keeps them in ``bandit:{channel}``."""
-    state = request.app.state
+    state = analytics_state(request)
     name = known_channel(request, channel)
     arms = await stored_arms(state.redis, state.settings.keys, name)
     if not arms:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,12 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from services.analytics import api, overview, retros, socket
 from services.analytics.auth import require_token
 from services.analytics.broadcaster import Broadcaster
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import AnalyticsState
 from services.analytics.writes import apply_script
 from shared import ops
+from shared.app_state import set_state
 from shared.assets import VENDOR_DIR
 from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
@@ -36,15 +39,14 @@ STOP_TIMEOUT_S = 8.0
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[None]:
     """Own Redis, the consumer, the broadcaster and the donation tail; stop them in order."""
-    settings: AnalyticsSettings = app.state.settings
     started = time.monotonic()
-    redis = app.state.redis = connect_settings(settings)
-    hub = app.state.hub = Hub(settings.client_queue_messages)
+    redis = connect_settings(settings)
+    hub = Hub(settings.client_queue_messages)
     windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
     computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
-    broadcaster = app.state.broadcaster = Broadcaster(redis, settings, hub, computer)
+    broadcaster = Broadcaster(redis, settings, hub, computer)
     handler = MetricsHandler(
         settings.keys,
         settings.state_ttl_s,
@@ -54,7 +56,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     runner = ConsumerRunner(redis, settings, GROUP, handler)
     stop = asyncio.Event()
-    supervisor = app.state.supervisor = Supervisor()
+    supervisor = Supervisor()
+    set_state(app, AnalyticsState(redis, supervisor, settings, hub, broadcaster))
     tasks = [
         supervisor.start("consumer", lambda: runner.run(stop), stop),
         supervisor.start("broadcast", lambda: broadcaster.run_ticks(stop), stop),
@@ -84,8 +87,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app for ``settings`` (read once at start)."""
-    app = FastAPI(title="streamloop-analytics", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
+    app = FastAPI(
+        title="streamloop-analytics",
+        version="0.1.0",
+        lifespan=functools.partial(lifespan, settings=settings),
+    )
     guard_hosts(app, settings)
     if settings.cors_origins:
         app.add_middleware(

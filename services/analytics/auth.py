@@ -13,6 +13,7 @@ from fastapi import HTTPException, Request, status
 from starlette.requests import HTTPConnection
 
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import analytics_state
 
 MISSING_TOKEN = (
     "this dashboard needs its token: "
@@ -38,7 +39,7 @@ def token_ok(settings: AnalyticsSettings, presented: str) -> bool:
 
 async def require_token(request: Request) -> None:
     """FastAPI dependency: 401 unless the request carries the dashboard token."""
-    if not token_ok(request.app.state.settings, presented_token(request)):
+    if not token_ok(analytics_state(request).settings, presented_token(request)):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"}
         )

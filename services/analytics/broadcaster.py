@@ -20,15 +20,15 @@ import pydantic
 from redis.asyncio import Redis
 
 from services.analytics import messages
-from services.analytics.consumer import member, ts_ms
+from services.analytics.handler import member, ts_ms
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, local_day_ms
 from services.analytics.settings import AnalyticsSettings
 from shared.clock import from_epoch_ms
 from shared.events import BitsEvent, DonationEvent, parse_fields
-from shared.paid_sums import paid_sums, paid_sums_and_newest
+from shared.readmodel.donations import recent_donations
+from shared.readmodel.paid_sums import paid_sums, paid_sums_and_newest
 from shared.redis_client import CONNECTION_ERRORS
-from shared.stream_summary import recent_donations
 from shared.waiting import wait_or_stop
 
 log = logging.getLogger("services.analytics.broadcaster")
@@ -152,7 +152,7 @@ class Broadcaster:
     async def revenue_through(self, event: DonationEvent | BitsEvent) -> float:
         """USD earned on the event's local day up to its ``ts``, not counting the event itself.
 
-        From the per-minute totals (``shared.paid_sums``): the cost follows the minutes
+        From the per-minute totals (``shared.readmodel.paid_sums``): the cost follows the minutes
         of the day so far, not its donations.
         """
         at = ts_ms(event)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from shared.clock import format_ts, parse_ts
 from shared.events import BitsEvent, DonationEvent
-from shared.stream_summary import PaidEvent
+from shared.readmodel.models import PaidEvent
 
 
 def uptime(started_at: str, now: str, is_live: bool) -> str:

@@ -2,7 +2,7 @@
 
 :func:`recompute` reads a consistent snapshot of the raw state (one Lua script),
 including the paid totals of today, the stream and the trailing windows, summed
-in Redis from per-minute totals (``shared.paid_sums``: O(minutes of the range),
+in Redis from per-minute totals (``shared.readmodel.paid_sums``: O(minutes of the range),
 not O(paid events), and exact to the cent), derives every figure (formulas in
 ``docs/metrics.md``) and writes the hash only if no newer snapshot was written
 meanwhile (compare-and-set on the state version), so replicas recomputing at
@@ -22,11 +22,11 @@ from redis.asyncio import Redis
 
 from shared.clock import epoch_ms, format_ts, from_epoch_ms
 from shared.keys import AnalyticsKeys, Keys
-from shared.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
-from shared.stream_summary import StreamState as StreamState
-from shared.stream_summary import engagement_score as engagement_score
-from shared.stream_summary import read_lifecycle
-from shared.stream_summary import stream_state as stream_state
+from shared.readmodel.figures import engagement_score as engagement_score
+from shared.readmodel.lifecycle import StreamState as StreamState
+from shared.readmodel.lifecycle import read_lifecycle
+from shared.readmodel.lifecycle import stream_state as stream_state
+from shared.readmodel.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
 
 log = logging.getLogger("services.analytics.metrics")
 
@@ -102,7 +102,7 @@ def local_day_ms(now_ms: int, zone: ZoneInfo) -> tuple[int, int]:
 class Snapshot:
     """The raw figures of one channel at one instant of its event time.
 
-    Paid totals (``shared.paid_sums``) of: ``today``, the local calendar day of
+    Paid totals (``shared.readmodel.paid_sums``) of: ``today``, the local calendar day of
     ``now_ms``; ``this_stream``, the current (or last) stream, end included;
     ``recent``, the engagement window ``(now - engagement_ms, now]``; ``rate``, the
     window of :func:`rate_window_ms`, ``(now - rate window, now]``.

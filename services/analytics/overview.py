@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from services.analytics.auth import require_token
+from services.analytics.state import analytics_state
 from shared.keys import Keys
 
 STATIC = Path(__file__).parent / "static"
@@ -61,13 +62,14 @@ async def channels(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Channels per page")] = 100,
 ) -> list[ChannelInfo]:
     """A page of ``CHANNELS`` in their configured order, with figures and health."""
-    every: list[str] = request.app.state.settings.channels
+    every: list[str] = analytics_state(request).settings.channels
     page = every[offset : offset + limit]
     response.headers["X-Total-Count"] = str(len(every))
     if offset + limit < len(every):
         following = request.url.include_query_params(offset=offset + limit, limit=limit)
         response.headers["Link"] = f'<{following}>; rel="next"'
-    return await read_page(request.app.state.redis, request.app.state.settings.keys, page)
+    state = analytics_state(request)
+    return await read_page(state.redis, state.settings.keys, page)
 
 
 async def read_page(redis: Any, keys: Keys, page: list[str]) -> list[ChannelInfo]:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from services.analytics.api import ChannelName, known_channel
 from services.analytics.auth import require_token
-from shared.stream_summary import iso
+from services.analytics.state import analytics_state
+from shared.clock import format_ms
 
 router = APIRouter(tags=["retros"], dependencies=[Depends(require_token)])
 
@@ -41,13 +42,13 @@ async def retros(
     limit: Annotated[int, Query(ge=1, le=500, description="How many, newest first")] = 50,
 ) -> list[RetroLink]:
     """Every report the retro worker stored for the channel (empty before the first)."""
-    state = request.app.state
+    state = analytics_state(request)
     name = known_channel(request, channel)
-    entries = await state.redis.zrevrange(
+    entries: list[tuple[str, float]] = await state.redis.zrevrange(  # type: ignore[assignment]
         state.settings.keys.retro_index(name), 0, limit - 1, withscores=True
     )
     return [
-        RetroLink(stream_id=stream_id, ended=iso(int(ended)), url=retro_url(name, stream_id))
+        RetroLink(stream_id=stream_id, ended=format_ms(int(ended)), url=retro_url(name, stream_id))
         for stream_id, ended in entries
     ]
 
@@ -64,7 +65,7 @@ async def retro_page(
     stream_id: Annotated[str, Path(description="The stream", min_length=1, max_length=128)],
 ) -> HTMLResponse:
     """The self-contained page (charts included) the retro worker built."""
-    state = request.app.state
+    state = analytics_state(request)
     name = known_channel(request, channel)
     html = await state.redis.hget(state.settings.keys.retro(name, stream_id), "html")
     if html is None:

@@ -12,8 +12,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from services.analytics import messages
 from services.analytics.auth import MISSING_TOKEN, presented_token, token_ok
-from services.analytics.hub import Client, Hub
+from services.analytics.hub import Client
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import analytics_state
 
 log = logging.getLogger("services.analytics.socket")
 router = APIRouter()
@@ -28,14 +29,15 @@ FOREIGN_ORIGIN = "origin not allowed: open the dashboard from this server or add
 @router.websocket("/ws/metrics")
 async def metrics_socket(websocket: WebSocket) -> None:
     """Snapshot on connect, then every broadcast and donation for the chosen channel."""
-    settings: AnalyticsSettings = websocket.app.state.settings
+    state = analytics_state(websocket)
+    settings = state.settings
     await websocket.accept()
     refusal = refuse_reason(websocket, settings)
     if refusal:
         await websocket.close(code=POLICY_VIOLATION, reason=refusal)
         return
     channel = chosen_channel(websocket, settings)
-    hub: Hub = websocket.app.state.hub
+    hub = state.hub
     client = hub.add(channel)
     try:
         await send_snapshot(websocket, channel)
@@ -97,8 +99,8 @@ async def send_snapshot(websocket: WebSocket, channel: str) -> None:
     They are read under the hub's ``joining`` limit and sent after it, so a burst of
     new clients cannot exhaust the Redis pool and a slow one holds no slot.
     """
-    hub: Hub = websocket.app.state.hub
-    broadcaster = websocket.app.state.broadcaster
+    state = analytics_state(websocket)
+    hub, broadcaster = state.hub, state.broadcaster
     async with hub.joining:
         frames = await broadcaster.snapshot_frames(channel)
         frames.append(messages.encode(messages.activity_names(broadcaster.settings.activity_names)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,9 @@ from services.orchestrator.decider import Orchestrator
 from services.orchestrator.lease import ChannelLeases
 from services.orchestrator.loop import DecisionLoop
 from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.state import OrchestratorState, orchestrator_state
 from shared import ops
+from shared.app_state import set_state
 from shared.bandit import BanditStateError, bandit_factory
 from shared.exposure import guard_hosts
 from shared.publisher import Publisher
@@ -99,17 +102,17 @@ async def seed_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> No
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: OrchestratorSettings) -> AsyncIterator[None]:
     """Own Redis, Claude's client and the loop; on stop save the bandits and give leases back."""
-    settings: OrchestratorSettings = app.state.settings
     started = time.monotonic()
-    redis = app.state.redis = connect_settings(settings)
-    advisor = app.state.advisor = advisor_for(settings)
-    chat = app.state.chat = TwitchChat(settings)
+    redis = connect_settings(settings)
+    advisor = advisor_for(settings)
+    chat = TwitchChat(settings)
     loop = build_loop(redis, settings, advisor, chat=chat)
     await seed_bandits(loop, settings)
     stop = asyncio.Event()
-    supervisor = app.state.supervisor = Supervisor()
+    supervisor = Supervisor()
+    set_state(app, OrchestratorState(redis, supervisor, settings, advisor, chat))
     tasks = [supervisor.start("decisions", lambda: loop.run(stop), stop)]
     if chat.enabled:
         tasks.append(supervisor.start("chat", lambda: chat.run(stop), stop))
@@ -155,8 +158,11 @@ async def _save_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> N
 
 def create_app(settings: OrchestratorSettings) -> FastAPI:
     """The orchestrator app for ``settings`` (read once at start)."""
-    app = FastAPI(title="streamloop-orchestrator", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
+    app = FastAPI(
+        title="streamloop-orchestrator",
+        version="0.1.0",
+        lifespan=functools.partial(lifespan, settings=settings),
+    )
 
     @app.get("/healthz", summary="Process up, Redis reachable, and what Claude is doing")
     async def healthz(request: Request) -> JSONResponse:
@@ -166,7 +172,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         Neither makes the service unhealthy: the bandit still decides without them.
         """
         answer = await ops.healthz(request)
-        state = request.app.state
+        state = orchestrator_state(request)
         body = json.loads(bytes(answer.body)) | {
             "claude": state.advisor.health(),
             "twitch_chat": state.chat.health(),

@@ -23,7 +23,10 @@ from redis.asyncio import Redis
 from shared.bandit import ThompsonBandit
 from shared.clock import parse_ts
 from shared.keys import Keys
-from shared.stream_summary import PaidEvent, in_force, recent_donations, timeline
+from shared.readmodel.donations import recent_donations
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.models import PaidEvent
+from shared.readmodel.ranges import in_force
 
 TREND_MINUTES = 5
 RECENT_PAID = 5

@@ -26,9 +26,9 @@ from services.orchestrator.settings import OrchestratorSettings
 from shared.clock import from_epoch_ms
 from shared.events import ActivityChangedEvent
 from shared.publisher import Publisher
+from shared.readmodel.lifecycle import StreamState, read_latest_lifecycle, stream_state
 from shared.redis_client import CONNECTION_ERRORS
 from shared.rewards import SegmentScorer
-from shared.stream_summary import StreamState, read_latest_lifecycle, stream_state
 from shared.waiting import wait_or_stop
 
 log = logging.getLogger("services.orchestrator.loop")

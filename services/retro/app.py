@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.retro.consumer import GROUP, RetroHandler, entry_key
+from services.retro.handler import GROUP, RetroHandler, entry_key
 from services.retro.settings import RetroSettings
+from services.retro.state import RetroState
 from shared import ops
+from shared.app_state import set_state
 from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
 from shared.keys import Stream
@@ -33,15 +36,15 @@ DRAIN_BUDGET_S = 3.0
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: RetroSettings) -> AsyncIterator[None]:
     """Own Redis and the consumer; on stop finish the batch, drain, log one summary line."""
-    settings: RetroSettings = app.state.settings
     started = time.monotonic()
-    redis = app.state.redis = connect_settings(settings)
+    redis = connect_settings(settings)
     stop = asyncio.Event()
-    handler = app.state.handler = RetroHandler(redis, settings, stop=stop)
+    handler = RetroHandler(redis, settings, stop=stop)
     runner = ConsumerRunner(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
-    supervisor = app.state.supervisor = Supervisor()
+    supervisor = Supervisor()
+    set_state(app, RetroState(redis, supervisor, settings, handler))
     task = supervisor.start("consumer", lambda: runner.run(stop), stop)
     log.info("retro up: consumer %s, reports in %s", runner.consumer, settings.retro_dir)
     try:
@@ -95,8 +98,11 @@ async def unread(runner: ConsumerRunner) -> bool:
 
 def create_app(settings: RetroSettings) -> FastAPI:
     """The retro app for ``settings`` (read once at start)."""
-    app = FastAPI(title="streamloop-retro", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
+    app = FastAPI(
+        title="streamloop-retro",
+        version="0.1.0",
+        lifespan=functools.partial(lifespan, settings=settings),
+    )
     guard_hosts(app, settings)
     app.include_router(ops.router)
     return app

@@ -15,7 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from shared.bandit import ArmState
-from shared.stream_summary import ActivityReport, Paid, SegmentReport, StreamSummary, iso, usd
+from shared.clock import format_ms
+from shared.money import usd
+from shared.readmodel.models import ActivityReport, SegmentReport, StreamSummary
+from shared.readmodel.ranges import Paid
 
 TOP_DONATIONS = 10
 
@@ -220,7 +223,9 @@ def top_donations(paid: Sequence[Paid]) -> list[DonationRow]:
     gifts = [p for p in paid if p.type in ("donation", "bits")]
     ranked = sorted(gifts, key=lambda p: (-p.cents, p.ts_ms, p.id))[:TOP_DONATIONS]
     return [
-        DonationRow(ts=iso(p.ts_ms), user=p.user, type=p.type, usd=usd(p.cents), message=p.message)
+        DonationRow(
+            ts=format_ms(p.ts_ms), user=p.user, type=p.type, usd=usd(p.cents), message=p.message
+        )
         for p in ranked
     ]
 

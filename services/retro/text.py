@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.retro.model import Posterior
-from shared.stream_summary import StreamSummary, iso
+from shared.clock import format_ms
+from shared.readmodel.models import StreamSummary
 
 DASH = "—"
 
@@ -56,7 +57,7 @@ def when(ts: str | None) -> str:
 
 def when_ms(at_ms: int | None) -> str:
     """:func:`when` of epoch ms."""
-    return DASH if at_ms is None else when(iso(at_ms))
+    return DASH if at_ms is None else when(format_ms(at_ms))
 
 
 def reward(value: float | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from redis.asyncio.client import Pipeline
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.settings import AnalyticsSettings
 from shared.consumer import ConsumerRunner, Delivery
 from shared.redis_client import connect

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
 from shared.consumer import ConsumerRunner

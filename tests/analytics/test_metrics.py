@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows, engagement_score
 from services.analytics.settings import AnalyticsSettings
 from shared.consumer import ConsumerRunner

@@ -14,6 +14,8 @@ import websockets
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import AnalyticsState
+from shared.app_state import state_of
 from shared.events import BitsEvent, DonationEvent
 from shared.publisher import Publisher
 from tests.analytics.analytics_server import analytics_server
@@ -261,17 +263,19 @@ class TestSlowClients:
             async with websockets.connect(ws_url(base)) as reader:
                 await next_of(reader, "metrics_update")
                 async with asyncio.timeout(15):
-                    while app.state.hub.count() == 2:
-                        app.state.hub.publish("demo", json.dumps({"type": "x", "pad": "x" * 65536}))
+                    while state_of(app, AnalyticsState).hub.count() == 2:
+                        state_of(app, AnalyticsState).hub.publish(
+                            "demo", json.dumps({"type": "x", "pad": "x" * 65536})
+                        )
                         await asyncio.sleep(0)
                         assert reader.state is websockets.State.OPEN
                         await asyncio.wait_for(reader.recv(), 5)
-                app.state.hub.publish("demo", json.dumps({"type": "after"}))
+                state_of(app, AnalyticsState).hub.publish("demo", json.dumps({"type": "after"}))
                 assert (await next_of(reader, "after"))["type"] == "after"
         finally:
             stalled.close()
         async with asyncio.timeout(5):
-            while app.state.hub.count():
+            while state_of(app, AnalyticsState).hub.count():
                 await asyncio.sleep(0.02)
 
 

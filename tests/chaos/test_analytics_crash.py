@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.ingest.sources.recording import entry_line
 from shared.consumer import ConsumerRunner
 from shared.events import EventBase, to_fields

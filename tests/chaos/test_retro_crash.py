@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.retro.consumer import GROUP
+from services.retro.handler import GROUP
 from services.retro.settings import RetroSettings
-from tests.analytics.test_stream_summary import STREAM, extended_stream
 from tests.chaos.reliability import record
+from tests.readmodel.test_stream_summary import STREAM, extended_stream
 from tests.retro.helpers import retro_settings, until
 from tests.retro.test_exactly_once import SCORABLE, published, total_updates
 

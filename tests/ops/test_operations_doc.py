@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
 from services.ingest.settings import IngestSettings

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events
+from services.analytics.handler import apply_events
 from shared.events import EventBase
 from shared.keys import Keys
 

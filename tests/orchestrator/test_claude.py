@@ -13,6 +13,8 @@ from services.orchestrator.app import create_app
 from services.orchestrator.claude import Advice, ClaudeAdvisor, request_body
 from services.orchestrator.claude_usage import MODELS
 from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.state import OrchestratorState
+from shared.app_state import state_of
 from tests.orchestrator.anthropic_double import (
     AnthropicDouble,
     Reply,
@@ -269,7 +271,7 @@ async def test_healthz_names_the_setting_to_fix_while_claude_is_paused(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        await app.state.advisor.advise(CONTEXT, "talk")
+        await state_of(app, OrchestratorState).advisor.advise(CONTEXT, "talk")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             answer = await client.get("/healthz")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.consumer import GROUP as ANALYTICS_GROUP
-from services.analytics.consumer import MetricsHandler
+from services.analytics.handler import GROUP as ANALYTICS_GROUP
+from services.analytics.handler import MetricsHandler
 from services.analytics.settings import AnalyticsSettings
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.twitch import TwitchSource

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.consumer import ConsumerRunner
 from shared.keys import Stream

@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.clock import epoch_ms
 from shared.consumer import ConsumerRunner, Delivery

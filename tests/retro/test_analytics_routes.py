@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
-from services.retro.consumer import RetroHandler
+from services.retro.handler import RetroHandler
 from shared.events import EventBase, StreamEndedEvent, StreamStartedEvent
 from tests.analytics.analytics_server import analytics_server
 from tests.analytics.streams import at

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.bandit import ThompsonBandit
 from shared.consumer import Delivery

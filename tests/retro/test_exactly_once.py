@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.bandit import ThompsonBandit
 from shared.events import EventBase, StreamEndedEvent
@@ -30,8 +30,8 @@ from shared.publisher import Publisher
 from shared.rewards import SegmentScorer
 from tests.analytics.streams import START
 from tests.analytics.test_metrics import consume_all
-from tests.analytics.test_stream_summary import STREAM, extended_stream
 from tests.orchestrator.driver import apply
+from tests.readmodel.test_stream_summary import STREAM, extended_stream
 from tests.retro.helpers import end_of, hand, retro_settings, running, until
 
 SCORABLE = 3

@@ -17,15 +17,15 @@ import pytest
 from redis.asyncio import Redis
 
 from services.retro.app import drain
-from services.retro.consumer import GROUP, RetroHandler
+from services.retro.handler import GROUP, RetroHandler
 from shared.consumer import ConsumerRunner
 from shared.events import StreamEndedEvent
 from shared.keys import Stream
 from shared.publisher import Publisher
 from shared.redis_server import free_port
 from shared.settings import BaseServiceSettings
-from tests.analytics.test_stream_summary import STREAM, extended_stream
 from tests.orchestrator.driver import apply
+from tests.readmodel.test_stream_summary import STREAM, extended_stream
 from tests.retro.helpers import retro_settings, until
 from tools.health import wait_healthy
 

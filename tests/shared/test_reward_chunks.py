@@ -8,8 +8,8 @@ from redis.asyncio import Redis
 
 from shared.bandit import ThompsonBandit
 from shared.keys import Keys
+from shared.readmodel.models import Segment
 from shared.rewards import Chunk, SegmentScorer
-from shared.stream_summary import Segment
 from tests.analytics.streams import START, STREAM, known_stream
 from tests.orchestrator.driver import apply
 from tests.shared.test_rewards import ACTIVITIES, ended_stream

@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.analytics.consumer import GROUP, MetricsHandler
+from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.settings import AnalyticsSettings
 from shared.consumer import ConsumerRunner
 from shared.events import (

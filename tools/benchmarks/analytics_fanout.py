@@ -21,6 +21,8 @@ from websockets.asyncio.server import serve as ws_serve
 from services.analytics.app import create_app
 from services.analytics.hub import Hub
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.state import AnalyticsState
+from shared.app_state import state_of
 from shared.redis_server import RedisServer, free_port
 from tools.benchmarks.children import child
 from tools.benchmarks.harness import raise_fd_limit, run_uvloop
@@ -63,7 +65,7 @@ async def app_in_process(settings: AnalyticsSettings) -> AsyncIterator[tuple[int
                 if task.done():
                     await task
                 await asyncio.sleep(0.02)
-        yield port, app.state.hub
+        yield port, state_of(app, AnalyticsState).hub
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)

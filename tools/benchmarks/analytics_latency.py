@@ -21,7 +21,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from services.analytics.consumer import GROUP
+from services.analytics.handler import GROUP
 from services.analytics.settings import AnalyticsSettings
 from shared.events import (
     DonationEvent,

@@ -2,7 +2,7 @@
 
 Events are seeded-random donations, cheers and subs, many on or next to minute
 boundaries, some delivered twice; ranges are random, many of them cut on or next
-to a minute boundary or an event. Every figure read through ``shared.paid_sums``
+to a minute boundary or an event. Every figure read through ``shared.readmodel.paid_sums``
 (directly, in metrics, in segment stats) must equal the sum over the distinct
 events, to the cent.
 """
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.consumer import apply_events, member, paid_record, ts_ms
+from services.analytics.handler import apply_events, member, paid_record, ts_ms
 from services.analytics.metrics import HOUR_MS, MetricsComputer, Windows, local_day_ms
 from services.analytics.settings import AnalyticsSettings
 from shared.events import (
@@ -33,7 +33,8 @@ from shared.events import (
     ViewerCountEvent,
 )
 from shared.keys import AnalyticsKeys, Keys
-from shared.paid_sums import (
+from shared.readmodel.figures import Window, segment_stats, stats_of
+from shared.readmodel.paid_sums import (
     FOREVER_MS,
     MINUTE_MS,
     PaidSums,
@@ -42,7 +43,7 @@ from shared.paid_sums import (
     paid_sums_and_newest,
     rebuild_minutes,
 )
-from shared.stream_summary import Window, read_range, segment_stats, stats_of
+from shared.readmodel.ranges import read_range
 
 DAY_START = datetime(2026, 2, 27, tzinfo=UTC)
 BASE_MS = round(DAY_START.timestamp() * 1000)

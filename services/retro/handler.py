@@ -46,13 +46,16 @@ from services.retro.report import render_markdown
 from services.retro.settings import RetroSettings
 from services.retro.store import ReportStore
 from shared.bandit import bandit_factory
-from shared.clock import epoch_ms
+from shared.clock import epoch_ms, format_ms
 from shared.consumer import Delivery, default_consumer_name
 from shared.events import StreamEndedEvent, StreamStartedEvent
 from shared.keys import Keys
 from shared.logs import channel_context
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.models import SegmentReport
+from shared.readmodel.ranges import Paid
+from shared.readmodel.summary import stream_summary
 from shared.rewards import SegmentScorer
-from shared.stream_summary import Paid, SegmentReport, iso, stream_summary, timeline
 
 log = logging.getLogger("services.retro")
 GROUP = "retro"
@@ -315,9 +318,9 @@ class RetroHandler:
         problems = []
         clock = await self.redis.zscore(analytics.clock, "now")
         if clock is None or clock < end_ms:
-            seen = "no events" if clock is None else f"events up to {iso(int(clock))}"
+            seen = "no events" if clock is None else f"events up to {format_ms(int(clock))}"
             problems.append(
-                f"analytics had not caught up to the stream's end ({iso(end_ms)}): "
+                f"analytics had not caught up to the stream's end ({format_ms(end_ms)}): "
                 f"it had {seen} for {event.channel}"
             )
         if not await self.end_applied(event, end_ms):

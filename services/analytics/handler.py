@@ -41,7 +41,8 @@ from shared.events import (
     to_fields,
 )
 from shared.keys import AnalyticsKeys, Keys
-from shared.paid_sums import bucket_increments
+from shared.readmodel.lifecycle import lifecycle_member
+from shared.readmodel.paid_sums import bucket_increments
 
 GROUP = "analytics"
 UNKNOWN_CHANNEL = PromCounter(
@@ -75,7 +76,7 @@ def write_paid(
 ) -> None:
     """Donations, bits and subs: each kept whole, indexed by time, and counted in its minute.
 
-    The minute totals let sums over long ranges skip the records (``shared.paid_sums``).
+    The minute totals let sums over long ranges skip the records (``shared.readmodel.paid_sums``).
     """
     record = paid_record(event)
     write = PaidWrite(member(event), ts_ms(event), json.dumps(record), bucket_increments(record))
@@ -126,7 +127,7 @@ def write_lifecycle(
             "decided_by",
         },
     )
-    w.zadd(keys.lifecycle, json.dumps(record, sort_keys=True), ts_ms(event))
+    w.zadd(keys.lifecycle, lifecycle_member(record), ts_ms(event))
 
 
 def write_social(w: BatchWrites, keys: AnalyticsKeys, event: FollowEvent | RaidEvent) -> None:

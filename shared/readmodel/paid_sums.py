@@ -14,7 +14,7 @@ records, instead of every paid record of the range; the result is the same
 integers (amounts are integer cents; nothing is rounded).
 
 :data:`PAID_SUMS_LUA` defines the Lua functions; every script needing such sums
-(metrics' snapshot, the range reader of ``shared.stream_summary``, :data:`RANGE`)
+(metrics' snapshot, the range reader of ``shared.readmodel.ranges``, :data:`RANGE`)
 embeds it. :func:`contributions` is its Python twin for one record, used on the
 write path and by tests.
 """
@@ -78,7 +78,7 @@ TOTALS = tuple(f.name for f in fields(PaidSums))
 def contributions(record: Mapping[str, Any]) -> dict[str, int]:
     """What one ``paid_data`` record adds to its minute: ``events`` and the non-zero totals.
 
-    ``record`` as ``services.analytics.consumer.paid_record`` writes it (cents are
+    ``record`` as ``services.analytics.handler.paid_record`` writes it (cents are
     integer USD cents). Mirrors ``paid_record_totals`` in :data:`PAID_SUMS_LUA`.
     """
     kind, cents = record["type"], int(record.get("cents") or 0)
@@ -107,12 +107,12 @@ def bucket_increments(record: Mapping[str, Any]) -> list[tuple[str, int]]:
 
 
 PAID_SUMS_LUA = """
--- Paid sums (shared.paid_sums): totals tables in the order of PAID_TOTALS.
+-- Paid sums (shared.readmodel.paid_sums): totals tables in the order of PAID_TOTALS.
 local PAID_TOTALS = {'events', 'donation_cents', 'bits_cents', 'sub_cents', 'bits', 'subs'}
 local PAID_MINUTE_MS = 60000
 local function paid_ms(x) return string.format('%.0f', x) end
 
--- One paid_data record's totals (shared.paid_sums.contributions).
+-- One paid_data record's totals (shared.readmodel.paid_sums.contributions).
 local function paid_record_totals(raw)
   local r = cjson.decode(raw)
   local kind, cents = r['type'], tonumber(r['cents']) or 0

@@ -29,13 +29,10 @@ from shared.events import (
     ViewerCountEvent,
 )
 from shared.publisher import Publisher
-from shared.stream_summary import (
-    engagement_score,
-    recent_donations,
-    segment_stats,
-    stream_summary,
-    timeline,
-)
+from shared.readmodel.donations import recent_donations
+from shared.readmodel.figures import engagement_score, segment_stats
+from shared.readmodel.lifecycle import timeline
+from shared.readmodel.summary import stream_summary
 from tests.analytics.streams import START, STREAM, at, known_stream
 from tests.analytics.test_metrics import consume_all
 

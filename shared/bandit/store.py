@@ -1,64 +1,44 @@
-"""Beta-Bernoulli Thompson sampling over the stream's activities, state in Redis.
+"""The Redis-backed bandit: one channel's posteriors in the hash ``bandit:{channel}``.
 
-Each arm (an activity such as ``talk``) has a Beta(alpha, beta) posterior over
-its expected reward. A reward is a number in [0, 1] (the orchestrator's score of
-one chunk; 0 and 1 are the Bernoulli case): it adds ``w r`` to alpha and
-``w (1 - r)`` to beta, so one update always adds exactly ``w`` to ``alpha + beta``.
-``w`` (:func:`evidence_weight`, from ``BANDIT_REWARD_SD``) makes the posterior as wide
-as a Gaussian mean's with the reward's measured noise; ``w = 1`` is the plain update.
-Choosing draws one sample per arm and takes the largest
-(Thompson sampling); ties, which only occur when samples round to 0 or 1, are
-broken at random.
-
-With a discount gamma < 1 ("discounted Thompson sampling"), every update first
-pulls every arm's alpha and beta toward the prior, ``x <- prior + gamma * (x -
-prior)``, so evidence that is ``n`` updates old weighs ``gamma ** n``: about
-``1 / (1 - gamma)`` recent updates dominate, and the bandit follows an audience
-whose tastes change. gamma = 1 keeps all evidence.
-
-The maths lives in pure numpy functions (:func:`sample_arm`,
-:func:`posterior_update`) that work on any number of leading axes, so
-``tools/bench_bandit.py`` runs 100 simulated bandits at once through the same
-code. :class:`ThompsonBandit` keeps the state of one channel in the Redis hash
-``bandit:{channel}`` and applies updates with one Lua script, which performs
-exactly :func:`posterior_update`'s floating-point operations (the tests check
-they agree bit for bit). The JSON backup (``data/bandit_state.json``) holds every
-channel; see ``docs/bandit.md``.
+:class:`ThompsonBandit` chooses by reading the hash and applies every update
+with one atomic Lua script (:data:`UPDATE_SCRIPT`), so any number of replicas
+may share a channel; :data:`RESTORE_SCRIPT` seeds or overwrites it from the
+JSON backup (:mod:`shared.bandit.backup`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import functools
 import logging
-import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import numpy.typing as npt
-from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
+from shared.bandit.backup import DEFAULT_STATE_PATH, read_state, write_channel
+from shared.bandit.posterior import (
+    Estimate,
+    FloatArray,
+    check_reward,
+    evidence_weight,
+    positive,
+    sample_arm,
+)
+from shared.bandit.state import ArmSnapshot, ArmState, BanditStateError, ChannelSnapshot, Priors
 from shared.clock import format_ts, utc_now
 from shared.keys import Keys
 from shared.settings import BanditSettings
 
 log = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-IndexArray = npt.NDArray[np.intp]
 PathLike = str | os.PathLike[str]
 
 DEFAULT_ARMS: tuple[str, ...] = ("talk", "q_and_a", "gameplay", "react", "music")
-DEFAULT_STATE_PATH = Path("data/bandit_state.json")
 ARM_NAME = re.compile(r"[a-z0-9_]{1,64}")
 TOTAL_UPDATES = "updates"
 
@@ -109,167 +89,6 @@ if #ARGV > 1 then
 end
 return 1
 """
-
-
-class BanditStateError(Exception):
-    """The JSON state file cannot be used: unreadable, corrupt, or without the channel."""
-
-
-# --- the maths: pure functions, arms on the last axis ---------------------------------------
-
-
-def check_reward(reward: float) -> float:
-    """``reward`` as a float, or ValueError unless it is a finite number in [0, 1]."""
-    value = float(reward)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"reward must be in [0, 1], got {reward!r}")
-    return value
-
-
-def argmax_random_ties(values: FloatArray, rng: np.random.Generator) -> IndexArray:
-    """Index of the largest value along the last axis; equal maxima are chosen uniformly.
-
-    Draws ``values.size`` uniforms from ``rng`` on every call (ties or not), so the
-    random stream does not depend on the data.
-    """
-    best = values == values.max(axis=-1, keepdims=True)
-    keys = np.where(best, rng.random(values.shape), -1.0)
-    chosen: IndexArray = np.argmax(keys, axis=-1)
-    return chosen
-
-
-def sample_arm(alpha: FloatArray, beta: FloatArray, rng: np.random.Generator) -> IndexArray:
-    """Thompson sampling: one Beta(alpha, beta) draw per arm, index of the best.
-
-    ``alpha`` and ``beta`` have the arms on the last axis; leading axes are
-    independent bandits (one choice each).
-    """
-    return argmax_random_ties(rng.beta(alpha, beta), rng)
-
-
-def evidence_weight(reward_sd: float) -> float:
-    """Beta pseudo-observations one reward is worth when rewards vary with sd ``reward_sd``.
-
-    A Beta(alpha, beta) posterior with mean m has variance about m (1 - m) / (alpha + beta);
-    n Gaussian observations with noise sd s give s^2 / n. Equal at m = 1/2 when every
-    reward adds ``0.25 / s^2`` to alpha + beta: the posterior is then as wide as the
-    evidence really is. ``reward_sd`` = 0.5 (a coin flip's sd) gives 1, the plain update.
-    """
-    return 0.25 / positive("reward_sd", reward_sd) ** 2
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """An arm's estimated reward in reward units: posterior mean, its sd, rewards behind it."""
-
-    mean: float
-    sd: float
-    n: int
-
-
-def decay(values: FloatArray, prior: float, discount: float) -> FloatArray:
-    """``prior + discount * (values - prior)``; an exact copy when ``discount`` is 1."""
-    if discount >= 1.0:
-        return values.copy()
-    return prior + discount * (values - prior)
-
-
-def posterior_update(
-    alpha: FloatArray,
-    beta: FloatArray,
-    arm: int | IndexArray,
-    reward: float | FloatArray,
-    *,
-    prior_alpha: float = 1.0,
-    prior_beta: float = 1.0,
-    discount: float = 1.0,
-    weight: float = 1.0,
-) -> tuple[FloatArray, FloatArray]:
-    """New (alpha, beta) after ``reward`` on ``arm``; the inputs are not modified.
-
-    Every arm first decays toward the prior (:func:`decay`), then the pulled arm
-    gets ``alpha += weight * reward`` and ``beta += weight * (1 - reward)``
-    (``weight``: pseudo-observations one reward is worth, :func:`evidence_weight`).
-    ``arm`` and ``reward`` have the leading shape of ``alpha`` (scalars for a single
-    bandit). Rewards must lie in [0, 1] (ValueError otherwise).
-    """
-    rewards = np.asarray(reward, dtype=np.float64)
-    if not np.all((rewards >= 0.0) & (rewards <= 1.0)):
-        raise ValueError(f"rewards must be in [0, 1], got {reward!r}")
-    hit = np.arange(alpha.shape[-1]) == np.asarray(arm)[..., None]
-    gained = np.where(hit, weight * rewards[..., None], 0.0)
-    lost = np.where(hit, weight * (1.0 - rewards[..., None]), 0.0)
-    return (
-        decay(alpha, prior_alpha, discount) + gained,
-        decay(beta, prior_beta, discount) + lost,
-    )
-
-
-# --- state as Python sees it ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ArmState:
-    """One arm's posterior Beta(alpha, beta) and how many updates it has had.
-
-    ``alpha`` and ``beta`` are pseudo-counts of good and bad segments, prior
-    included (and discounted, with a discount); ``updates`` is the raw number of
-    rewards applied to the arm, never discounted.
-    """
-
-    alpha: float
-    beta: float
-    updates: int = 0
-
-    @property
-    def mean(self) -> float:
-        """Posterior mean ``alpha / (alpha + beta)``: the expected reward of the arm."""
-        return self.alpha / (self.alpha + self.beta)
-
-    @property
-    def sd(self) -> float:
-        """Posterior standard deviation of the arm's expected reward."""
-        total = self.alpha + self.beta
-        return math.sqrt(self.alpha * self.beta / (total * total * (total + 1)))
-
-    def estimate(self) -> Estimate:
-        """Mean, sd and update count as an :class:`Estimate`."""
-        return Estimate(mean=self.mean, sd=self.sd, n=self.updates)
-
-
-class ArmSnapshot(BaseModel):
-    """One arm in the JSON file."""
-
-    alpha: float = Field(gt=0, allow_inf_nan=False)
-    beta: float = Field(gt=0, allow_inf_nan=False)
-    updates: int = Field(default=0, ge=0)
-
-
-class Priors(BaseModel):
-    """The prior Beta(alpha, beta) a channel was saved with."""
-
-    alpha: float = Field(gt=0, allow_inf_nan=False)
-    beta: float = Field(gt=0, allow_inf_nan=False)
-
-
-class ChannelSnapshot(BaseModel):
-    """One channel in the JSON file: its arms, priors, discount, the evidence weight of one
-    reward (1 in files written before it was recorded) and save time (RFC 3339)."""
-
-    arms: dict[str, ArmSnapshot]
-    priors: Priors
-    discount: float = Field(gt=0, le=1)
-    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    saved_at: str
-
-
-class StateFile(BaseModel):
-    """The whole JSON file: ``{"channels": {channel: ChannelSnapshot}}``."""
-
-    channels: dict[str, ChannelSnapshot] = Field(default_factory=dict)
-
-
-# --- the Redis-backed bandit ---------------------------------------------------------------
 
 
 class ThompsonBandit:
@@ -496,13 +315,6 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def positive(name: str, value: float) -> float:
-    """``value`` as a float, or ValueError unless finite and > 0."""
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def restore_fields(entry: ChannelSnapshot, arms: Sequence[str]) -> Iterator[str]:
     """Hash fields and values (flat) for the configured ``arms`` that ``entry`` holds."""
     total = 0
@@ -515,63 +327,6 @@ def restore_fields(entry: ChannelSnapshot, arms: Sequence[str]) -> Iterator[str]
         yield from (f"{arm}:updates", str(saved.updates))
     if total:
         yield from (TOTAL_UPDATES, str(total))
-
-
-# --- the JSON file -------------------------------------------------------------------------
-
-
-def read_state(path: Path) -> StateFile:
-    """The state file at ``path``; :class:`BanditStateError` if missing, unreadable or corrupt."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise BanditStateError(f"{path}: cannot read the bandit state: {error}") from error
-    try:
-        return StateFile.model_validate_json(text)
-    except ValidationError as error:
-        raise BanditStateError(f"{path}: not a valid bandit state file: {error}") from error
-
-
-def write_channel(path: Path, channel: str, snapshot: ChannelSnapshot) -> None:
-    """Merge ``channel``'s snapshot into the file at ``path`` (see :meth:`ThompsonBandit.save`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path.with_name(path.name + ".lock")):
-        state = StateFile()
-        if path.exists():
-            try:
-                state = read_state(path)
-            except BanditStateError as error:
-                aside = path.with_name(path.name + ".corrupt")
-                os.replace(path, aside)
-                log.error("%s; moved aside to %s, writing a fresh file", error, aside)
-        state.channels[channel] = snapshot
-        replace_atomically(path, state.model_dump_json(indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``flock``) on ``lock_path`` while inside."""
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def replace_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync it, and rename it over ``path``."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 async def stored_arms(redis: Redis, keys: Keys, channel: str) -> dict[str, ArmState]:

@@ -51,6 +51,8 @@ class ActivityFollower:
                     {self.key: self.cursor}, count=READ_COUNT, block=BLOCK_MS
                 )
             except CONNECTION_ERRORS as error:
+                if done.is_set():  # the broadcasts are over: no reason to wait for Redis
+                    return
                 log.warning(
                     "cannot read events:lifecycle (%s); again in %.1f s", error, backoff.delay_s
                 )

@@ -1,7 +1,10 @@
 """The consumer-group runner every service uses to read the event streams.
 
-One :class:`ConsumerRunner` reads one or more streams in a consumer group and
-hands validated batches to a :class:`Handler`. The guarantees:
+One :class:`ConsumerRunner` reads the streams of one partition
+(``events:{pNN}:<kind>``) in a consumer group and hands validated batches to a
+:class:`Handler`; :class:`shared.partitioned_consumer.PartitionedConsumer` runs one
+per partition. Every key a runner touches carries its partition's hash tag, so its
+reads and commits stay on one Redis Cluster slot. The guarantees:
 
 * groups are created from the start of each stream (``XGROUP CREATE ... 0
   MKSTREAM``, ignoring only BUSYGROUP), so a late consumer misses nothing;
@@ -15,7 +18,8 @@ hands validated batches to a :class:`Handler`. The guarantees:
   XPENDING + XCLAIM rather than XAUTOCLAIM: it must know whose entries it takes);
 * an entry that breaks the contract (or cannot be parsed for any reason), or
   fails its handler ``max_attempts`` times for any reason, goes to
-  ``events:dead`` with the reason and is acked: no entry stops the runner;
+  the partition's ``events:{pNN}:dead`` with the reason and is acked (so does an
+  entry whose channel belongs to another partition): no entry stops the runner;
 * a lost connection is retried with capped backoff; a missing group (NOGROUP)
   stops the runner loudly; ``stop`` finishes the batch in hand, then returns.
 """
@@ -48,7 +52,7 @@ from shared.events import (
     describe_validation_error,
     parse_fields,
 )
-from shared.keys import Stream
+from shared.keys import EVENT_STREAMS, Stream
 from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
@@ -61,7 +65,11 @@ CONSUMED = Counter(
 DEAD_LETTERED = Counter(
     "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
 )
-LAG = Gauge("streamloop_consumer_lag", "Entries not yet read by the group.", ["group", "stream"])
+LAG = Gauge(
+    "streamloop_consumer_lag",
+    "Entries not yet read by the group, per partition's stream.",
+    ["group", "stream", "partition"],
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Delivery:
     stream: Stream
     entry_id: str
     event: Event
+    partition: int = 0
 
 
 class Handler(Protocol):
@@ -134,6 +143,8 @@ class ConsumerRunner:
         group: str,
         handler: Handler,
         streams: Iterable[Stream] | None = None,
+        *,
+        partition: int,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -141,12 +152,11 @@ class ConsumerRunner:
         self.handler = handler
         self.keys = settings.keys
         self.consumer = settings.consumer_name or default_consumer_name()
-        kinds = (
-            streams
-            if streams is not None
-            else [self.keys.kind_of(s) for s in self.keys.event_streams()]
-        )
-        self.streams = [self.keys.stream(kind) for kind in kinds]
+        self.partition = partition
+        kinds = streams if streams is not None else EVENT_STREAMS
+        self.streams = [self.keys.stream(kind, partition) for kind in kinds]
+        self.fence = self.keys.consumer_fence(group, self.consumer, partition)
+        self.failures = self.keys.consumer_failures(group, partition)
         self.summary = RunSummary()
         self._reread_pending = True
         self._next_reclaim = 0.0
@@ -225,7 +235,7 @@ class ConsumerRunner:
                 continue
             if idle_ms > self.settings.consumer_forget_idle_ms:
                 await self.redis.xgroup_delconsumer(stream, self.group, name)
-                await self.redis.delete(self.keys.consumer_fence(self.group, name))
+                await self.redis.delete(self.keys.consumer_fence(self.group, name, self.partition))
                 log.info(
                     "%s: forgot consumer %s on %s (idle %d s)",
                     self.group,
@@ -247,7 +257,7 @@ class ConsumerRunner:
         if not theirs:
             return 0
         for owner in {entry["consumer"] for entry in theirs}:
-            await self.redis.incr(self.keys.consumer_fence(self.group, owner))
+            await self.redis.incr(self.keys.consumer_fence(self.group, owner, self.partition))
         ids = [entry["message_id"] for entry in theirs]
         taken: list[Any] = await self.redis.xclaim(
             stream, self.group, self.consumer, self.settings.consumer_claim_min_idle_ms, ids
@@ -299,7 +309,13 @@ class ConsumerRunner:
         kind = self.keys.kind_of(stream)
         if event.stream != kind:
             return f"type {event.type!r} does not belong on {stream}"
-        return Delivery(kind, entry_id, event)
+        home = self.keys.partitions.of(event.channel)
+        if home != self.partition:
+            return (
+                f"channel {event.channel!r} belongs to partition {home}, not {self.partition}: "
+                "entries must be published through the publisher"
+            )
+        return Delivery(kind, entry_id, event, self.partition)
 
     def _dead_letter(self, stream: str, entry_id: str, fields: Any, reason: str) -> DeadLetter:
         raw = json.dumps(dict(decode_fields(fields)), ensure_ascii=False)
@@ -320,7 +336,7 @@ class ConsumerRunner:
         acks: dict[str, list[str]],
     ) -> None:
         async with self.redis.pipeline(transaction=True) as tx:
-            await tx.watch(self.keys.consumer_fence(self.group, self.consumer))
+            await tx.watch(self.fence)
             tx.multi()  # type: ignore[no-untyped-call]
             if deliveries:
                 await self.handler.handle(deliveries, tx)
@@ -333,7 +349,7 @@ class ConsumerRunner:
     ) -> None:
         for letter in dead:
             tx.xadd(
-                self.keys.dead,
+                self.keys.dead(self.partition),
                 dead_letter_fields(letter),  # type: ignore[arg-type]
                 maxlen=self.settings.stream_maxlen_dead,
                 approximate=True,
@@ -342,7 +358,7 @@ class ConsumerRunner:
         for stream, ids in acks.items():
             tx.xack(stream, self.group, *ids)
         if failures:
-            tx.hdel(self.keys.consumer_failures(self.group), *failures)
+            tx.hdel(self.failures, *failures)
 
     async def _commit_one_by_one(self, batch: _Batch) -> None:
         delivered = {(d.stream, d.entry_id) for d in batch.deliveries}
@@ -355,7 +371,7 @@ class ConsumerRunner:
             await self._commit_single(delivery)
 
     async def _commit_single(self, delivery: Delivery) -> None:
-        stream = self.keys.stream(delivery.stream)
+        stream = self.keys.stream(delivery.stream, self.partition)
         try:
             await self._commit([delivery], [], {stream: [delivery.entry_id]})
         except WatchError:
@@ -366,8 +382,7 @@ class ConsumerRunner:
             await self._record_failure(delivery, stream, error)
 
     async def _record_failure(self, delivery: Delivery, stream: str, error: Exception) -> None:
-        failures_key = self.keys.consumer_failures(self.group)
-        failures = await self.redis.hincrby(failures_key, f"{stream}/{delivery.entry_id}", 1)
+        failures = await self.redis.hincrby(self.failures, f"{stream}/{delivery.entry_id}", 1)
         if failures < self.settings.consumer_max_attempts:
             log.warning(
                 "%s: %s %s failed (%d/%d): %r",
@@ -403,7 +418,8 @@ class ConsumerRunner:
         for stream in self.streams:
             for info in await self.redis.xinfo_groups(stream):
                 if info.get("name") == self.group and info.get("lag") is not None:
-                    LAG.labels(self.group, self.keys.kind_of(stream).value).set(info["lag"])
+                    kind = self.keys.kind_of(stream).value
+                    LAG.labels(self.group, kind, str(self.partition)).set(info["lag"])
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""

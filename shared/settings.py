@@ -133,8 +133,8 @@ class BaseServiceSettings(BaseSettings):
 
     @property
     def keys(self) -> Keys:
-        """Key names under this deployment's prefix."""
-        return Keys(self.redis_key_prefix)
+        """Key names under this deployment's prefix and partitioning."""
+        return Keys(self.redis_key_prefix, self.partitioning)
 
     def dedupe_ttl_ms(self, event_type: str) -> int:
         """Milliseconds the dedupe marker of an event of ``event_type`` lives.

@@ -28,7 +28,7 @@ from services.analytics.writes import apply_script
 from shared import ops
 from shared.app_state import set_state
 from shared.assets import VENDOR_DIR
-from shared.consumer import ConsumerRunner
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.exposure import guard_hosts
 from shared.redis_client import connect_settings
 from shared.tasks import Supervisor, finish_tasks
@@ -54,7 +54,7 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
         channels=settings.channels,
         dead_maxlen=settings.stream_maxlen_dead,
     )
-    runner = ConsumerRunner(redis, settings, GROUP, handler)
+    runner = PartitionedConsumer(redis, settings, GROUP, handler)
     stop = asyncio.Event()
     supervisor = Supervisor()
     set_state(app, AnalyticsState(redis, supervisor, settings, hub, broadcaster))

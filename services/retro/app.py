@@ -25,6 +25,7 @@ from services.retro.state import RetroState
 from shared import ops
 from shared.app_state import set_state
 from shared.consumer import ConsumerRunner
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.exposure import guard_hosts
 from shared.keys import Stream
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
@@ -42,7 +43,7 @@ async def lifespan(app: FastAPI, settings: RetroSettings) -> AsyncIterator[None]
     redis = connect_settings(settings)
     stop = asyncio.Event()
     handler = RetroHandler(redis, settings, stop=stop)
-    runner = ConsumerRunner(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
+    runner = PartitionedConsumer(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
     supervisor = Supervisor()
     set_state(app, RetroState(redis, supervisor, settings, handler))
     task = supervisor.start("consumer", lambda: runner.run(stop), stop)
@@ -68,13 +69,15 @@ async def lifespan(app: FastAPI, settings: RetroSettings) -> AsyncIterator[None]
         )
 
 
-async def drain(runner: ConsumerRunner, budget_s: float = DRAIN_BUDGET_S) -> int:
-    """Handle entries already in the stream, until none is left unread or the budget is spent."""
+async def drain(consumer: PartitionedConsumer, budget_s: float = DRAIN_BUDGET_S) -> int:
+    """Handle entries already in the streams, until none is left unread or the budget is spent."""
     handled = 0
     try:
         async with asyncio.timeout(budget_s):
-            while await unread(runner):
-                handled += await runner.step()
+            for partition in consumer.settings.partitioning.all():
+                runner = consumer.runner(partition)
+                while await unread(runner):
+                    handled += await runner.step()
             return handled
     except TimeoutError:
         log.warning("stopped draining after %.0f s; the rest waits for the next start", budget_s)

@@ -90,6 +90,10 @@ class Keys:
         """Key of a partition's dead-letter stream ``events:{pNN}:dead``."""
         return self.stream(Stream.DEAD, partition)
 
+    def channel_dead(self, channel: str) -> str:
+        """Key of the dead-letter stream of ``channel``'s partition."""
+        return self.dead(self.partitions.of(channel))
+
     def dead_streams(self) -> list[str]:
         """Keys of every partition's dead-letter stream."""
         return [self.dead(p) for p in self.partitions.all()]

@@ -44,10 +44,17 @@ class BaseServiceSettings(BaseSettings):
     redis_cluster: bool = Field(
         default=False,
         description="Talk to a Redis Cluster with the cluster client; REDIS_URL names any "
-        "node. Needs the partitioned key layout (docs/cluster.md).",
+        "node (docs/cluster.md).",
     )
     channels: CommaList = Field(
         default=["demo"], description="Twitch channel logins served, comma separated."
+    )
+    redis_max_connections: int = Field(
+        default=500,
+        ge=10,
+        description="Connections a service's Redis pool may open (per node on a cluster). "
+        "A blocking read holds one: analytics holds up to two per partition (its consumer "
+        "and its donation feed), retro one.",
     )
     partitions: int = Field(
         default=64,

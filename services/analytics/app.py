@@ -28,8 +28,8 @@ from services.analytics.writes import apply_script
 from shared import ops
 from shared.app_state import set_state
 from shared.assets import VENDOR_DIR
-from shared.partitioned_consumer import PartitionedConsumer
 from shared.exposure import guard_hosts
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.redis_client import connect_settings
 from shared.tasks import Supervisor, finish_tasks
 

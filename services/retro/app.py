@@ -25,9 +25,9 @@ from services.retro.state import RetroState
 from shared import ops
 from shared.app_state import set_state
 from shared.consumer import ConsumerRunner
-from shared.partitioned_consumer import PartitionedConsumer
 from shared.exposure import guard_hosts
 from shared.keys import Stream
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.redis_client import CONNECTION_ERRORS, connect_settings
 from shared.tasks import Supervisor, finish_tasks
 

@@ -75,10 +75,12 @@ async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[
             expected_dead[entry_id] = chat_stream
         expected_handled = set()
         for event in valid:
-            await redis.xadd(keys.stream(event.stream), to_fields(event))
+            await redis.xadd(keys.channel_stream(event.stream, "demo"), to_fields(event))
             expected_handled.add(f"{event.type}:{event.id}")
         counts_key = f"{cfg.redis_key_prefix}counts"
-        consumer = ConsumerRunner(redis, cfg, GROUP, CountingHandler(counts_key))
+        consumer = ConsumerRunner(
+            redis, cfg, GROUP, CountingHandler(counts_key), partition=cfg.partitioning.of("demo")
+        )
         total = len(expected_dead) + len(valid)
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
@@ -91,7 +93,7 @@ async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[
             stop.set()
             await asyncio.wait_for(task, timeout=5)
 
-        dead = await redis.xrange(keys.dead)
+        dead = await redis.xrange(keys.channel_dead("demo"))
         dead_ids = {fields["entry_id"]: fields for _, fields in dead}
         assert set(dead_ids) == set(expected_dead), (dead_ids, expected_dead)
         for entry_id, letter in dead_ids.items():
@@ -124,9 +126,15 @@ def test_a_non_utf8_entry_is_dead_lettered_not_fatal(
 async def _check_bytes(cfg: ConsumerSettings) -> None:
     redis = connect_settings(cfg)
     try:
-        stream = cfg.keys.stream("chat")
+        stream = cfg.keys.channel_stream("chat", "demo")
         entry_id = await redis.xadd(stream, {"v": b"\xff"})
-        consumer = ConsumerRunner(redis, cfg, GROUP, CountingHandler(f"{cfg.redis_key_prefix}c"))
+        consumer = ConsumerRunner(
+            redis,
+            cfg,
+            GROUP,
+            CountingHandler(f"{cfg.redis_key_prefix}c"),
+            partition=cfg.partitioning.of("demo"),
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
         try:
@@ -136,7 +144,7 @@ async def _check_bytes(cfg: ConsumerSettings) -> None:
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=5)  # re-raises the runner's crash
-        [(_, letter)] = await redis.xrange(cfg.keys.dead)
+        [(_, letter)] = await redis.xrange(cfg.keys.channel_dead("demo"))
         assert letter["entry_id"] == entry_id and letter["reason"]
     finally:
         await redis.aclose()

@@ -67,7 +67,7 @@ class Ingest:
     """The ingest app with its lifespan entered, and an HTTP client on it."""
 
     def __init__(self, settings: IngestSettings) -> None:
-        self.donations = settings.keys.stream(Stream.DONATION)
+        self.donations = settings.keys.channel_stream(Stream.DONATION, "demo")
         self.app = create_app(settings)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),

@@ -75,7 +75,9 @@ async def read_events(redis: Redis, settings: IngestSettings) -> dict[Stream, li
     """Every event on every event stream, parsed, in entry order."""
     found: dict[Stream, list[EventBase]] = {}
     for kind in EVENT_STREAMS:
-        entries: list[Any] = list(await redis.xrange(settings.keys.stream(kind)) or [])
+        entries: list[Any] = list(
+            await redis.xrange(settings.keys.channel_stream(kind, "demo")) or []
+        )
         found[kind] = [parse_fields(fields) for _entry_id, fields in entries]
     return found
 
@@ -297,7 +299,7 @@ async def test_lost_connection_is_retried_and_nothing_is_lost(
             await wait_for(lambda: _chat_count_at_least(redis, settings, 50))
             await proxy.stop()
             await asyncio.sleep(1.5)
-            before_outage_end = await redis.xlen(settings.keys.stream("chat"))
+            before_outage_end = await redis.xlen(settings.keys.channel_stream("chat", "demo"))
             await proxy.start()
             await wait_for(lambda: _chat_count_at_least(redis, settings, before_outage_end + 200))
     finally:
@@ -325,16 +327,18 @@ def _change(channel: str, activity: str, event_id: str) -> ActivityChangedEvent:
 
 
 async def _lifecycle_length_at_least(redis: Redis, settings: IngestSettings, n: int) -> bool:
-    return int(await redis.xlen(settings.keys.stream("lifecycle"))) >= n
+    return int(await redis.xlen(settings.keys.channel_stream("lifecycle", "demo"))) >= n
 
 
 async def _chat_count_at_least(redis: Redis, settings: IngestSettings, n: int) -> bool:
-    return int(await redis.xlen(settings.keys.stream("chat"))) >= n
+    return int(await redis.xlen(settings.keys.channel_stream("chat", "demo"))) >= n
 
 
 async def _sim_time(redis: Redis, settings: IngestSettings) -> datetime:
     """The simulated clock as seen on the streams: the latest viewer count's ts."""
-    last: list[Any] = list(await redis.xrevrange(settings.keys.stream("viewers"), count=1) or [])
+    last: list[Any] = list(
+        await redis.xrevrange(settings.keys.channel_stream("viewers", "demo"), count=1) or []
+    )
     return parse_fields(last[0][1]).ts if last else T0
 
 

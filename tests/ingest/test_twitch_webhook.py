@@ -71,7 +71,7 @@ def cheer_body(bits: int = 100) -> bytes:
 
 
 async def fields_on(redis: Redis, settings: IngestSettings, kind: Stream) -> list[dict[str, str]]:
-    found = await redis.xrange(settings.keys.stream(kind))
+    found = await redis.xrange(settings.keys.channel_stream(kind, BROADCASTER_LOGIN))
     return [cast("dict[str, str]", fields) for _, fields in found or []]
 
 

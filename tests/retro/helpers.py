@@ -79,7 +79,14 @@ async def running(
     out = io.StringIO()
     handler = handler or RetroHandler(redis, settings, out=out)
     handler.store.out = out if settings.retro_print else None
-    runner = ConsumerRunner(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
+    runner = ConsumerRunner(
+        redis,
+        settings,
+        GROUP,
+        handler,
+        streams=[Stream.LIFECYCLE],
+        partition=settings.partitioning.of("demo"),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

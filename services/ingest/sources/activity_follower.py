@@ -50,7 +50,8 @@ class ActivityFollower:
         backoff = Backoff()
         while not done.is_set():
             try:
-                reply = await self.redis.xread(self.cursors, count=READ_COUNT, block=BLOCK_MS)
+                streams: dict[Any, Any] = self.cursors
+                reply = await self.redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             except CONNECTION_ERRORS as error:
                 if done.is_set():  # the broadcasts are over: no reason to wait for Redis
                     return

@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from shared.clock import epoch_ms, format_ts, from_epoch_ms
 from shared.keys import AnalyticsKeys, Keys
 from shared.readmodel.figures import engagement_score as engagement_score
-from shared.readmodel.lifecycle import StreamState as StreamState
 from shared.readmodel.lifecycle import LATEST_PAGE, LIFECYCLE_LUA, read_latest_lifecycle
+from shared.readmodel.lifecycle import StreamState as StreamState
 from shared.readmodel.lifecycle import stream_state as stream_state
 from shared.readmodel.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
 

@@ -6,6 +6,12 @@ encoded by :func:`lifecycle_member`, the one encoding writer and readers share.
 Readers parse members (:func:`lifecycle_type`), never match their text.
 :func:`stream_state` folds them into where the broadcast stands (analytics'
 metrics, the orchestrator's loop); :func:`timeline` gives one stream's segments.
+
+The set is never trimmed, so it is never read whole in service: one script,
+:data:`READ_STREAM`, reads one stream's range of it, found through the clock's
+``started`` (the latest stream) or the index by stream the writer keeps beside it
+(``stream_first_starts``, ``stream_last_starts``), so a read costs the stream's
+entries, not the channel's history.
 """
 
 from __future__ import annotations

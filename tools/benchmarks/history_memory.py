@@ -1,10 +1,11 @@
 """Redis memory per channel per streamed hour (``make bench`` section ``history``).
 
 The simulator's default scenario (``services.ingest.sources.audience``) streams one
-channel for ``HOURS`` hours of event time at its shipped audience and at ten times
-it; every simulated minute its events are written by analytics' own handler and the
-figures recomputed (which trims the trailing windows, as the service does). After
-each hour, ``MEMORY USAGE ... SAMPLES 0`` (exact) of every key of the channel.
+channel for ``HOURS`` hours of event time, its audience held at the scenario's
+opening 120 viewers and at ten times that; every simulated minute its events are
+written by analytics' own handler and the figures recomputed (which trims the
+trailing windows, as the service does). After each hour, ``MEMORY USAGE ... SAMPLES
+0`` (exact) of every key of the channel.
 """
 
 from __future__ import annotations
@@ -41,30 +42,59 @@ async def channel_bytes(redis: Redis, keys: Keys, channel: str) -> dict[str, int
     return sizes
 
 
-async def stream_hours(url: str, scale: int) -> tuple[list[int], Counter[str], dict[str, int]]:
-    """Bytes after each hour (hour 0: before), events by type, and bytes by key at the end."""
+COUNTED = {
+    "chat_per_s": "HLEN",
+    "chatter_minutes": "ZCARD",
+    "paid_data": "HLEN",
+    "viewers": "ZCARD",
+    "lifecycle": "ZCARD",
+}
+"""The keys that grow with streamed time, and how their members are counted."""
+
+
+async def members(redis: Redis, keys: Keys, channel: str) -> dict[str, int]:
+    """Members (fields) of each key of :data:`COUNTED`."""
+    raw = keys.analytics(channel)
+    counts: dict[str, int] = {}
+    for name, command in COUNTED.items():
+        key = getattr(raw, name)
+        counts[name] = await (redis.hlen(key) if command == "HLEN" else redis.zcard(key))
+    return counts
+
+
+Run = tuple[list[int], Counter[str], dict[str, int], dict[str, int], float]
+"""Bytes after each hour (hour 0: before), events by type, bytes and members by key at
+the end, mean viewers."""
+
+
+async def stream_hours(url: str, scale: int) -> Run:
+    """Stream ``HOURS`` hours at ``scale`` times the default audience (see :data:`Run`)."""
     redis = connect(url)
     keys = Keys(f"mem{scale}:")
     channel = "demo"
     rng = channel_rng(7, channel)
     state = new_state(default_scenario(), IngestSettings(_env_file=None), channel, START, rng)
-    state.viewers *= scale
+    audience = state.viewers * scale
     figures = MetricsComputer(redis, keys, Windows(60_000, 300_000), ZoneInfo("UTC"))
     await apply_events(redis, keys, opening_events(state))
     kinds: Counter[str] = Counter()
+    viewers: list[float] = []
     totals = [sum((await channel_bytes(redis, keys, channel)).values())]
     for _ in range(HOURS):
         for _ in range(60):
             events = []
             for _ in range(60):
+                state.viewers = audience  # held, not drifting back to the scenario's level
+                viewers.append(state.viewers)
                 events += step(state, rng, 1.0)
             kinds.update(event.type for event in events)
             await apply_events(redis, keys, events)
             await figures.recompute(channel)
         totals.append(sum((await channel_bytes(redis, keys, channel)).values()))
     by_key = await channel_bytes(redis, keys, channel)
+    counts = await members(redis, keys, channel)
     await redis.aclose()
-    return totals, kinds, by_key
+    return totals, kinds, by_key, counts, sum(viewers) / len(viewers)
 
 
 def memory_section(url: str) -> str:
@@ -78,22 +108,28 @@ def memory_section(url: str) -> str:
         "| KB per streamed minute | bytes per event |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for scale, (totals, kinds, _) in runs.items():
+    for totals, kinds, _, _, mean_viewers in runs.values():
         per_hour = (totals[-1] - totals[0]) / HOURS
         events = sum(kinds.values()) / HOURS
         paid = sum(kinds[k] for k in ("donation", "bits", "sub", "resub", "gift")) / HOURS
         lines.append(
-            f"| {120 * scale:,} viewers | {events:,.0f} | {kinds['chat'] / HOURS:,.0f} | "
+            f"| {mean_viewers:,.0f} viewers | {events:,.0f} | {kinds['chat'] / HOURS:,.0f} | "
             f"{paid:,.0f} | {per_hour / 1024:,.0f} | {per_hour / 60 / 1024:.1f} | "
             f"{per_hour / max(events, 1):.0f} |"
         )
-    _, _, by_key = runs[AUDIENCES[-1]]
+    _, _, by_key, counts, mean_viewers = runs[AUDIENCES[-1]]
     lines += [
         "",
-        f"By key after {HOURS} h at {120 * AUDIENCES[-1]:,} viewers (KB): "
+        f"By key after {HOURS} h at {mean_viewers:,.0f} viewers (KB): "
         + ", ".join(
             f"`{name}` {size / 1024:,.0f}"
             for name, size in sorted(by_key.items(), key=lambda item: -item[1])
+        )
+        + ". Bytes per member (field) of the keys that grow with streamed time: "
+        + ", ".join(
+            f"`{name}` {by_key.get(name, 0) / count:.0f} ({count:,} members)"
+            for name, count in counts.items()
+            if count
         )
         + ".",
     ]

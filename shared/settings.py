@@ -234,7 +234,9 @@ class BanditSettings(BaseServiceSettings):
         default=1.0, gt=0, le=1, description="Per-update decay of old evidence; 1 keeps all."
     )
     bandit_state_path: str = Field(
-        default="data/bandit_state.json", description="JSON backup of the bandit state."
+        default="data/bandit_state.json",
+        description="JSON backup of the bandit: one file per channel in this path without "
+        ".json (data/bandit_state/); a single file here (earlier versions) is still read.",
     )
 
     _split_activities = field_validator("activities", mode="before")(split_commas)

@@ -1,7 +1,10 @@
 """The consumer-group runner every service uses to read the event streams.
 
-One :class:`ConsumerRunner` reads one or more streams in a consumer group and
-hands validated batches to a :class:`Handler`. The guarantees:
+One :class:`ConsumerRunner` reads the streams of one partition
+(``events:{pNN}:<kind>``) in a consumer group and hands validated batches to a
+:class:`Handler`; :class:`shared.partitioned_consumer.PartitionedConsumer` runs one
+per partition. Every key a runner touches carries its partition's hash tag, so its
+reads and commits stay on one Redis Cluster slot. The guarantees:
 
 * groups are created from the start of each stream (``XGROUP CREATE ... 0
   MKSTREAM``, ignoring only BUSYGROUP), so a late consumer misses nothing;
@@ -15,7 +18,8 @@ hands validated batches to a :class:`Handler`. The guarantees:
   XPENDING + XCLAIM rather than XAUTOCLAIM: it must know whose entries it takes);
 * an entry that breaks the contract (or cannot be parsed for any reason), or
   fails its handler ``max_attempts`` times for any reason, goes to
-  ``events:dead`` with the reason and is acked: no entry stops the runner;
+  the partition's ``events:{pNN}:dead`` with the reason and is acked (so does an
+  entry whose channel belongs to another partition): no entry stops the runner;
 * a lost connection is retried with capped backoff; a missing group (NOGROUP)
   stops the runner loudly; ``stop`` finishes the batch in hand, then returns.
 """
@@ -23,13 +27,14 @@ hands validated batches to a :class:`Handler`. The guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +42,7 @@ import pydantic
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import MaxConnectionsError, ResponseError, WatchError
 
 from shared.clock import utc_now
 from shared.events import (
@@ -48,7 +53,7 @@ from shared.events import (
     describe_validation_error,
     parse_fields,
 )
-from shared.keys import Stream
+from shared.keys import EVENT_STREAMS, Stream
 from shared.reconnect import until_connected
 from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
@@ -61,7 +66,11 @@ CONSUMED = Counter(
 DEAD_LETTERED = Counter(
     "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
 )
-LAG = Gauge("streamloop_consumer_lag", "Entries not yet read by the group.", ["group", "stream"])
+LAG = Gauge(
+    "streamloop_consumer_lag",
+    "Entries not yet read by the group, per partition's stream.",
+    ["group", "stream", "partition"],
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class Delivery:
     stream: Stream
     entry_id: str
     event: Event
+    partition: int = 0
 
 
 class Handler(Protocol):
@@ -134,6 +144,8 @@ class ConsumerRunner:
         group: str,
         handler: Handler,
         streams: Iterable[Stream] | None = None,
+        *,
+        partition: int,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -141,18 +153,24 @@ class ConsumerRunner:
         self.handler = handler
         self.keys = settings.keys
         self.consumer = settings.consumer_name or default_consumer_name()
-        kinds = (
-            streams
-            if streams is not None
-            else [self.keys.kind_of(s) for s in self.keys.event_streams()]
-        )
-        self.streams = [self.keys.stream(kind) for kind in kinds]
+        self.partition = partition
+        kinds = streams if streams is not None else EVENT_STREAMS
+        self.streams = [self.keys.stream(kind, partition) for kind in kinds]
+        self.fence = self.keys.consumer_fence(group, self.consumer, partition)
+        self.failures = self.keys.consumer_failures(group, partition)
         self.summary = RunSummary()
         self._reread_pending = True
         self._next_reclaim = 0.0
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
-        """Consume until ``stop`` is set; return (and log) the summary."""
+        """Consume until ``stop`` is set; return (and log) the summary.
+
+        A blocking read in progress when ``stop`` is set is abandoned at once (what it
+        may have taken stays pending for this consumer, and is read again or claimed),
+        so a long ``CONSUMER_BLOCK_MS`` never delays a stop.
+        """
+        self._stop = stop
         await self._until_connected(stop, self.ensure_groups)
         while not stop.is_set():
             await self._until_connected(stop, self.step)
@@ -225,7 +243,7 @@ class ConsumerRunner:
                 continue
             if idle_ms > self.settings.consumer_forget_idle_ms:
                 await self.redis.xgroup_delconsumer(stream, self.group, name)
-                await self.redis.delete(self.keys.consumer_fence(self.group, name))
+                await self.redis.delete(self.keys.consumer_fence(self.group, name, self.partition))
                 log.info(
                     "%s: forgot consumer %s on %s (idle %d s)",
                     self.group,
@@ -247,7 +265,7 @@ class ConsumerRunner:
         if not theirs:
             return 0
         for owner in {entry["consumer"] for entry in theirs}:
-            await self.redis.incr(self.keys.consumer_fence(self.group, owner))
+            await self.redis.incr(self.keys.consumer_fence(self.group, owner, self.partition))
         ids = [entry["message_id"] for entry in theirs]
         taken: list[Any] = await self.redis.xclaim(
             stream, self.group, self.consumer, self.settings.consumer_claim_min_idle_ms, ids
@@ -264,14 +282,18 @@ class ConsumerRunner:
 
     async def _read(self, *, pending: bool) -> list[Any]:
         start = "0" if pending else ">"
-        response: Any = await self.redis.xreadgroup(
+        read: Awaitable[Any] = self.redis.xreadgroup(
             self.group,
             self.consumer,
             dict.fromkeys(self.streams, start),
             count=self.settings.consumer_batch_size,
             block=None if pending else self.settings.consumer_block_ms,
         )
-        return response or []
+        if pending or self._stop is None:
+            response = await read
+        else:
+            response = await _unless_stopped(read, self._stop)
+        return list(response or [])
 
     def _sort(self, entries: Sequence[tuple[str, str, Any]]) -> _Batch:
         batch = _Batch()
@@ -299,7 +321,13 @@ class ConsumerRunner:
         kind = self.keys.kind_of(stream)
         if event.stream != kind:
             return f"type {event.type!r} does not belong on {stream}"
-        return Delivery(kind, entry_id, event)
+        home = self.keys.partitions.of(event.channel)
+        if home != self.partition:
+            return (
+                f"channel {event.channel!r} belongs to partition {home}, not {self.partition}: "
+                "entries must be published through the publisher"
+            )
+        return Delivery(kind, entry_id, event, self.partition)
 
     def _dead_letter(self, stream: str, entry_id: str, fields: Any, reason: str) -> DeadLetter:
         raw = json.dumps(dict(decode_fields(fields)), ensure_ascii=False)
@@ -320,7 +348,7 @@ class ConsumerRunner:
         acks: dict[str, list[str]],
     ) -> None:
         async with self.redis.pipeline(transaction=True) as tx:
-            await tx.watch(self.keys.consumer_fence(self.group, self.consumer))
+            await tx.watch(self.fence)
             tx.multi()  # type: ignore[no-untyped-call]
             if deliveries:
                 await self.handler.handle(deliveries, tx)
@@ -333,7 +361,7 @@ class ConsumerRunner:
     ) -> None:
         for letter in dead:
             tx.xadd(
-                self.keys.dead,
+                self.keys.dead(self.partition),
                 dead_letter_fields(letter),  # type: ignore[arg-type]
                 maxlen=self.settings.stream_maxlen_dead,
                 approximate=True,
@@ -342,7 +370,7 @@ class ConsumerRunner:
         for stream, ids in acks.items():
             tx.xack(stream, self.group, *ids)
         if failures:
-            tx.hdel(self.keys.consumer_failures(self.group), *failures)
+            tx.hdel(self.failures, *failures)
 
     async def _commit_one_by_one(self, batch: _Batch) -> None:
         delivered = {(d.stream, d.entry_id) for d in batch.deliveries}
@@ -355,7 +383,7 @@ class ConsumerRunner:
             await self._commit_single(delivery)
 
     async def _commit_single(self, delivery: Delivery) -> None:
-        stream = self.keys.stream(delivery.stream)
+        stream = self.keys.stream(delivery.stream, self.partition)
         try:
             await self._commit([delivery], [], {stream: [delivery.entry_id]})
         except WatchError:
@@ -366,8 +394,7 @@ class ConsumerRunner:
             await self._record_failure(delivery, stream, error)
 
     async def _record_failure(self, delivery: Delivery, stream: str, error: Exception) -> None:
-        failures_key = self.keys.consumer_failures(self.group)
-        failures = await self.redis.hincrby(failures_key, f"{stream}/{delivery.entry_id}", 1)
+        failures = await self.redis.hincrby(self.failures, f"{stream}/{delivery.entry_id}", 1)
         if failures < self.settings.consumer_max_attempts:
             log.warning(
                 "%s: %s %s failed (%d/%d): %r",
@@ -403,16 +430,43 @@ class ConsumerRunner:
         for stream in self.streams:
             for info in await self.redis.xinfo_groups(stream):
                 if info.get("name") == self.group and info.get("lag") is not None:
-                    LAG.labels(self.group, self.keys.kind_of(stream).value).set(info["lag"])
+                    kind = self.keys.kind_of(stream).value
+                    LAG.labels(self.group, kind, str(self.partition)).set(info["lag"])
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""
         await until_connected(action, self._unreachable, stop=stop)
 
     def _unreachable(self, error: Exception, delay_s: float) -> None:
-        log.warning("%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s)
+        if isinstance(error, MaxConnectionsError):
+            log.error(
+                "%s: the Redis connection pool is full (%s): raise REDIS_MAX_CONNECTIONS "
+                "(each partition's blocking read holds one); retrying in %.1f s",
+                self.group,
+                error,
+                delay_s,
+            )
+        else:
+            log.warning(
+                "%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s
+            )
         self.summary.reconnects += 1
         self._reread_pending = True
+
+
+async def _unless_stopped(read: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """``await read``, or None as soon as ``stop`` is set (the read is then cancelled)."""
+    reading = asyncio.ensure_future(read)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    return reading.result() if not reading.cancelled() else None
 
 
 def _is_nogroup(error: Exception) -> bool:

@@ -8,12 +8,15 @@ each other's data. ``docs/redis-schema.md`` documents every name here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.partitions import Partitions, tag
+
 
 class Stream(StrEnum):
-    """The kinds of stream; the Redis key is ``events:<kind>``."""
+    """The kinds of stream; the Redis key is ``events:{pNN}:<kind>``, one per partition."""
 
     CHAT = "chat"
     DONATION = "donation"
@@ -41,66 +44,124 @@ ORCHESTRATOR_PREFIX = "orchestrator:"
 DECISIONS_PREFIX = "decisions:"
 RETRO_PREFIX = "retro:"
 RETRO_INDEX_PREFIX = "retros:"
+BANDIT_PREFIX = "bandit:"
+LEASE_PREFIX = "lease:"
+REPLICAS_PREFIX = "replicas:"
+
+
+TAG_PATTERN = re.compile(r"\{p(\d+)\}")
 
 
 class Keys:
-    """Key names for one deployment, all under ``prefix`` (empty by default)."""
+    """Key names for one deployment, all under ``prefix`` (empty by default).
 
-    def __init__(self, prefix: str = "") -> None:
+    Every key that belongs to a channel or a partition carries the partition's hash
+    tag (``{p07}``, see :mod:`shared.partitions`), so on Redis Cluster all keys of a
+    partition share one slot and every script, transaction and multi-stream read
+    touches one node. Per-channel helpers derive the tag from the channel; stream
+    helpers take the partition. The same names serve a single server.
+    """
+
+    def __init__(self, prefix: str = "", partitions: Partitions | None = None) -> None:
         self.prefix = prefix
+        self.partitions = partitions or Partitions()
 
-    def stream(self, kind: Stream | str) -> str:
-        """Key of a stream, e.g. ``events:chat``."""
-        return f"{self.prefix}{STREAM_PREFIX}{Stream(kind).value}"
+    def tag_of(self, channel: str) -> str:
+        """The hash tag of ``channel``'s partition, e.g. ``{p07}``."""
+        return tag(self.partitions.of(channel))
+
+    def stream(self, kind: Stream | str, partition: int) -> str:
+        """Key of a partition's stream, e.g. ``events:{p07}:chat``."""
+        return f"{self.prefix}{STREAM_PREFIX}{tag(partition)}:{Stream(kind).value}"
+
+    def channel_stream(self, kind: Stream | str, channel: str) -> str:
+        """Key of the stream ``kind`` that ``channel``'s events go on."""
+        return self.stream(kind, self.partitions.of(channel))
+
+    def partition_streams(self, partition: int) -> list[str]:
+        """Keys of a partition's event streams (not its dead-letter stream)."""
+        return [self.stream(kind, partition) for kind in EVENT_STREAMS]
 
     def event_streams(self) -> list[str]:
-        """Keys of every event stream (not the dead-letter stream)."""
-        return [self.stream(kind) for kind in EVENT_STREAMS]
+        """Keys of every event stream of every partition (not the dead-letter streams)."""
+        return [key for p in self.partitions.all() for key in self.partition_streams(p)]
 
-    @property
-    def dead(self) -> str:
-        """Key of the dead-letter stream ``events:dead``."""
-        return self.stream(Stream.DEAD)
+    def dead(self, partition: int) -> str:
+        """Key of a partition's dead-letter stream ``events:{pNN}:dead``."""
+        return self.stream(Stream.DEAD, partition)
+
+    def channel_dead(self, channel: str) -> str:
+        """Key of the dead-letter stream of ``channel``'s partition."""
+        return self.dead(self.partitions.of(channel))
+
+    def dead_streams(self) -> list[str]:
+        """Keys of every partition's dead-letter stream."""
+        return [self.dead(p) for p in self.partitions.all()]
 
     def kind_of(self, stream_key: str) -> Stream:
         """The :class:`Stream` a stream key names (inverse of :meth:`stream`)."""
-        return Stream(stream_key.removeprefix(self.prefix).removeprefix(STREAM_PREFIX))
+        return Stream(self._split_stream(stream_key)[1])
 
-    def dedupe(self, source: str, event_id: str) -> str:
-        """Marker that a ``source`` + ``id`` pair was published (``dedupe:{source}:{id}``)."""
-        return f"{self.prefix}{DEDUPE_PREFIX}{source}:{event_id}"
+    def partition_of_stream(self, stream_key: str) -> int:
+        """The partition a stream key belongs to (inverse of :meth:`stream`)."""
+        return self._split_stream(stream_key)[0]
 
-    def consumer_fence(self, group: str, consumer: str) -> str:
+    def _split_stream(self, stream_key: str) -> tuple[int, str]:
+        rest = stream_key.removeprefix(self.prefix).removeprefix(STREAM_PREFIX)
+        tag_part, _, kind = rest.partition(":")
+        match = TAG_PATTERN.fullmatch(tag_part)
+        if match is None or rest == stream_key:
+            raise ValueError(f"{stream_key!r} is not a stream key (events:{{pNN}}:<kind>)")
+        return int(match.group(1)), kind
+
+    def dedupe(self, source: str, event_id: str, channel: str) -> str:
+        """Marker that a ``source`` + ``id`` pair was published (``dedupe:{pNN}:{source}:{id}``).
+
+        It carries the tag of the event's channel, so the publish script's marker and
+        stream share one slot.
+        """
+        return f"{self.prefix}{DEDUPE_PREFIX}{self.tag_of(channel)}:{source}:{event_id}"
+
+    def consumer_fence(self, group: str, consumer: str, partition: int) -> str:
         """Counter bumped before another consumer claims ``consumer``'s pending entries.
 
-        The owner watches it while committing a batch, so a batch whose entries were
-        claimed meanwhile is never applied twice.
+        The owner watches it while committing a batch of the partition, so a batch
+        whose entries were claimed meanwhile is never applied twice.
         """
-        return f"{self.prefix}{CONSUMER_PREFIX}{group}:{consumer}:fence"
+        return f"{self.prefix}{CONSUMER_PREFIX}{tag(partition)}:{group}:{consumer}:fence"
 
-    def consumer_failures(self, group: str) -> str:
+    def consumer_failures(self, group: str, partition: int) -> str:
         """Hash ``{stream}/{entry_id}`` -> handler failures so far, for dead-lettering."""
-        return f"{self.prefix}{CONSUMER_PREFIX}{group}:failures"
+        return f"{self.prefix}{CONSUMER_PREFIX}{tag(partition)}:{group}:failures"
+
+    def partition_lease(self, group: str, partition: int) -> str:
+        """String: the replica of ``group`` working ``partition`` now, with a TTL it renews."""
+        return f"{self.prefix}{LEASE_PREFIX}{tag(partition)}:{group}"
+
+    def replicas(self, group: str) -> str:
+        """Sorted set replica -> last heartbeat (wall-clock ms) of ``group``'s live replicas."""
+        return f"{self.prefix}{REPLICAS_PREFIX}{group}"
 
     def metrics(self, channel: str) -> str:
-        """Live metrics hash of a channel, kept by analytics (``metrics:{channel}``)."""
-        return f"{self.prefix}{METRICS_PREFIX}{channel}"
+        """Live metrics hash of a channel, kept by analytics (``metrics:{pNN}:{channel}``)."""
+        return f"{self.prefix}{METRICS_PREFIX}{self.tag_of(channel)}:{channel}"
 
     def twitch_webhook_message(self, message_id: str) -> str:
         """Marker that a Twitch EventSub webhook message id was published (SET, with a TTL).
 
         Twitch redelivers a message with the same id; the marker makes a redelivery a no-op.
         It is written after the publish, never before (see ``services.ingest.webhooks.twitch``).
+        No tag: the channel is not known before the body is checked.
         """
         return f"{self.prefix}webhook:twitch:{message_id}"
 
     def analytics(self, channel: str) -> AnalyticsKeys:
         """The raw per-channel state analytics keeps (see :class:`AnalyticsKeys`)."""
-        return AnalyticsKeys(f"{self.prefix}{ANALYTICS_PREFIX}{channel}:")
+        return AnalyticsKeys(f"{self.prefix}{ANALYTICS_PREFIX}{self.tag_of(channel)}:{channel}:")
 
     def orchestrator_lease(self, channel: str) -> str:
         """String: the replica deciding ``channel`` now, with a TTL it renews."""
-        return f"{self.prefix}{ORCHESTRATOR_PREFIX}lease:{channel}"
+        return f"{self.prefix}{ORCHESTRATOR_PREFIX}{self.tag_of(channel)}:lease:{channel}"
 
     def orchestrator_replicas(self) -> str:
         """Sorted set replica -> last heartbeat (wall-clock ms), for sharing channels fairly."""
@@ -114,50 +175,50 @@ class Keys:
         ``chosen_ms`` (when it was last chosen, kept or switched to: a choice holds
         ``MIN_SEGMENT_S``) and ``stream_id``.
         """
-        return f"{self.prefix}{ORCHESTRATOR_PREFIX}on_air:{channel}"
+        return f"{self.prefix}{ORCHESTRATOR_PREFIX}{self.tag_of(channel)}:on_air:{channel}"
 
     def decisions(self, channel: str) -> str:
         """Stream of every decision for ``channel``: arm chosen, suggestion, decider, reason."""
-        return f"{self.prefix}{DECISIONS_PREFIX}{channel}"
+        return f"{self.prefix}{DECISIONS_PREFIX}{self.tag_of(channel)}:{channel}"
 
     def bandit(self, channel: str) -> str:
-        """Hash: the activity bandit's Beta posteriors for ``channel`` (``bandit:{channel}``).
+        """Hash: the activity bandit's Beta posteriors for ``channel`` (``bandit:{pNN}:{channel}``).
 
         Fields ``{arm}:alpha`` and ``{arm}:beta`` (floats), ``{arm}:updates`` and
         ``updates`` (counts); kept by :class:`shared.bandit.ThompsonBandit`, no TTL.
         """
-        return f"{self.prefix}bandit:{channel}"
+        return f"{self.prefix}{BANDIT_PREFIX}{self.tag_of(channel)}:{channel}"
 
     def bandit_applied(self, channel: str, token: str) -> str:
         """Marker that the bandit update keyed ``token`` (a segment id) was applied (SET NX + TTL).
 
-        ``bandit:{channel}:applied:{token}``; makes a retried or concurrent update a no-op.
+        ``bandit:{pNN}:{channel}:applied:{token}``; makes a retried or concurrent update a no-op.
         """
-        return f"{self.prefix}bandit:{channel}:applied:{token}"
+        return f"{self.bandit(channel)}:applied:{token}"
 
     def bandit_rewards(self, channel: str) -> str:
         """Hash token (a segment id) -> the reward ``update_once`` applied with it.
 
-        ``bandit:{channel}:rewards``; written in the same script as the update, so the
-        retro report can show the rewards the orchestrator applied online.
+        ``bandit:{pNN}:{channel}:rewards``; written in the same script as the update, so
+        the retro report can show the rewards the orchestrator applied online.
         """
-        return f"{self.prefix}bandit:{channel}:rewards"
+        return f"{self.bandit(channel)}:rewards"
 
     def retro(self, channel: str, stream_id: str) -> str:
-        """Hash: the post-stream report of ``stream_id`` (``retro:{channel}:{stream_id}``).
+        """Hash: the post-stream report of ``stream_id`` (``retro:{pNN}:{channel}:{stream_id}``).
 
         Fields ``markdown``, ``html``, ``report`` (JSON), ``ended``, ``ended_ms``,
         ``complete``; ``bandit_before`` (the bandit before the stream, written first)
         and ``printed`` (who printed it); kept by the retro worker, no TTL.
         """
-        return f"{self.prefix}{RETRO_PREFIX}{channel}:{stream_id}"
+        return f"{self.prefix}{RETRO_PREFIX}{self.tag_of(channel)}:{channel}:{stream_id}"
 
     def retro_index(self, channel: str) -> str:
         """Sorted set stream_id -> end time (epoch ms): every report of ``channel``.
 
-        ``retros:{channel}`` (a prefix of its own, so no stream id can collide with it).
+        ``retros:{pNN}:{channel}`` (a prefix of its own, so no stream id can collide with it).
         """
-        return f"{self.prefix}{RETRO_INDEX_PREFIX}{channel}"
+        return f"{self.prefix}{RETRO_INDEX_PREFIX}{self.tag_of(channel)}:{channel}"
 
     def all_pattern(self) -> str:
         """SCAN pattern matching every key of this deployment (only sensible with a prefix)."""

@@ -1,24 +1,21 @@
 """``/healthz`` and ``/metrics``, the same on every service's HTTP port.
 
 The app's lifespan sets its typed state (:mod:`shared.app_state`: its Redis client
-and its :class:`shared.tasks.Supervisor`; ingest, not yet converted, still puts
-them on ``app.state.redis`` and ``app.state.supervisor``); health is "this
-process answers, Redis answers PING and no worker task is down" (a dead or
-restarting worker is named with its error, so the 503 says what to fix).
+and its :class:`shared.tasks.Supervisor`); health is "this process answers, Redis
+answers PING and no worker task is down" (a dead or restarting worker is named
+with its error, so the 503 says what to fix).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 
-from shared.app_state import current_state
+from shared.app_state import ServiceState, state_of
 from shared.redis_client import CONNECTION_ERRORS
-from shared.tasks import Supervisor
 
 router = APIRouter(tags=["operations"])
 
@@ -29,29 +26,20 @@ async def healthz(request: Request) -> JSONResponse:
     else 503 saying why (``redis``: the error; ``down``: each worker task and its error)."""
     body: dict[str, Any] = {"service": request.app.title}
     healthy = True
-    redis, supervisor = owned(request.app)
+    state = state_of(request.app, ServiceState)
     try:
-        await redis.ping()
+        await state.redis.ping()
         body["redis"] = "ok"
     except CONNECTION_ERRORS as error:
         body["redis"] = f"unreachable: {error}"
         healthy = False
-    down = supervisor.down() if supervisor is not None else {}
+    down = state.supervisor.down()
     if down:
         body["down"] = down
         healthy = False
     if not healthy:
         return JSONResponse(body | {"status": "degraded"}, status_code=503)
     return JSONResponse(body | {"status": "ok"})
-
-
-def owned(app: FastAPI) -> tuple[Redis, Supervisor | None]:
-    """The app's Redis client and supervisor, from its typed state or, for a service not
-    converted yet, from ``app.state``."""
-    state = current_state(app)
-    if state is not None:
-        return state.redis, state.supervisor
-    return app.state.redis, getattr(app.state, "supervisor", None)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -15,6 +15,7 @@ Redis (or a migration), like changing ``REDIS_KEY_PREFIX``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import zlib
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 DEFAULT_PARTITIONS = 64
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_of(channel: str, partitions: int = DEFAULT_PARTITIONS) -> int:
     """The partition of ``channel`` in ``[0, partitions)``: ``crc32(lower-case login) % N``."""
     if partitions < 1:

@@ -1,8 +1,11 @@
 """The one way events get onto the streams: validated, deduplicated, batched.
 
-:class:`Publisher` validates every event with the shared models, and writes a
-batch with one Lua script call that, per event, sets the dedupe marker
-``dedupe:{source}:{id}`` with ``SET NX PX`` and XADDs only if the marker was new.
+:class:`Publisher` validates every event with the shared models, groups them by
+their channel's partition (keeping each partition's order), and writes each group
+with one Lua script call that, per event, sets the dedupe marker
+``dedupe:{pNN}:{source}:{id}`` with ``SET NX PX`` and XADDs to
+``events:{pNN}:<kind>`` only if the marker was new. All keys of one call carry one
+partition's hash tag, so on Redis Cluster a call touches one slot.
 The check and the write are one atomic step, so the same ``source`` + ``id``
 published twice, even by two processes at once, lands once, while its marker
 lives (its TTL depends on the type: see ``BaseServiceSettings.dedupe_ttl_ms``).
@@ -76,7 +79,6 @@ class Publisher:
         self._keys = settings.keys
         self._batch_size = batch_size
         self._script = redis.register_script(PUBLISH_SCRIPT)
-        self._stream_keys = {kind: self._keys.stream(kind) for kind in Stream}
         self._maxlens = {kind: settings.stream_maxlen(kind) for kind in Stream}
         self._chat_ttl_ms = settings.dedupe_ttl_ms("chat")
         self._ttl_ms = settings.dedupe_ttl_ms("donation")
@@ -87,9 +89,10 @@ class Publisher:
         return result.published == 1
 
     async def dead_letter(self, letter: DeadLetter) -> str:
-        """XADD ``letter`` to ``events:dead`` (capped at ``STREAM_MAXLEN_DEAD``); its entry id."""
+        """XADD ``letter`` to its stream's partition's ``events:{pNN}:dead`` (capped at
+        ``STREAM_MAXLEN_DEAD``); its entry id."""
         entry_id: Any = await self._redis.xadd(
-            self._keys.dead,
+            self._keys.dead(self._keys.partition_of_stream(letter.stream)),
             dead_letter_fields(letter),  # type: ignore[arg-type]
             maxlen=self._settings.stream_maxlen_dead,
             approximate=True,
@@ -97,7 +100,8 @@ class Publisher:
         return str(entry_id)
 
     async def publish_many(self, events: Iterable[EventBase | Mapping[str, Any]]) -> PublishResult:
-        """Publish events in order, one script call per batch of ``batch_size``.
+        """Publish events, in order within each partition, one script call per batch of
+        up to ``batch_size`` events of one partition.
 
         Raises ``pydantic.ValidationError`` before writing anything if any event
         (given as a mapping) breaks the contract. If Redis fails midway, earlier
@@ -106,14 +110,26 @@ class Publisher:
         """
         validated = [validate(event) for event in events]
         size = self._batch_size
-        batches = [validated[start : start + size] for start in range(0, len(validated), size)]
+        batches = [
+            group[start : start + size]
+            for group in self._by_partition(validated)
+            for start in range(0, len(group), size)
+        ]
         result = PublishResult()
-        if len(batches) == 1:
-            packed = self._pack(batches[0])
-            self._record(batches[0], await self._script(keys=packed[1], args=packed[2]), result)
+        if len(batches) == 1 or not isinstance(self._redis, Redis):
+            for batch in batches:
+                packed = self._pack(batch)
+                self._record(batch, await self._script(keys=packed[1], args=packed[2]), result)
         elif batches:
             await self._publish_overlapped(batches, result)
         return result
+
+    def _by_partition(self, events: list[EventBase]) -> list[list[EventBase]]:
+        """``events`` grouped by their channel's partition, each group in arrival order."""
+        groups: dict[int, list[EventBase]] = {}
+        for event in events:
+            groups.setdefault(self._keys.partitions.of(event.channel), []).append(event)
+        return list(groups.values())
 
     async def _publish_overlapped(
         self, batches: list[list[EventBase]], result: PublishResult
@@ -121,7 +137,8 @@ class Publisher:
         """Send batch n+1 before reading batch n's reply, on one connection.
 
         Packing the next batch then overlaps Redis running the previous one, and
-        one connection keeps the batches in order.
+        one connection keeps the batches in order. Only on a single server: a
+        cluster client sends each batch to its partition's node instead.
         """
         sha = await self._redis.script_load(PUBLISH_SCRIPT)
         pool = self._redis.connection_pool
@@ -148,7 +165,10 @@ class Publisher:
         packed: list[tuple[int, int, list[str]]] = []
         for event in batch:
             kind = event.stream
-            keys += [self._keys.dedupe(event.source, event.id), self._stream_keys[kind]]
+            keys += [
+                self._keys.dedupe(event.source, event.id, event.channel),
+                self._keys.channel_stream(kind, event.channel),
+            ]
             ttl_ms = self._chat_ttl_ms if event.type in HIGH_VOLUME_TYPES else self._ttl_ms
             packed.append((self._maxlens[kind], ttl_ms, flat_fields(event)))
         return len(keys), keys, [json.dumps(packed, ensure_ascii=False)]

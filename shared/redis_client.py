@@ -69,7 +69,7 @@ class NetworkRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
-def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
+def connect(url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 500) -> Redis:
     """An async client for ``url`` (``redis://`` or ``rediss://``, password allowed).
 
     Responses are decoded to ``str``; bytes that are not UTF-8 become U+FFFD rather than
@@ -81,6 +81,7 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Redis:
     return Redis.from_url(
         url,
         **_client_options(socket_timeout_s),
+        max_connections=max_connections,
         retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
@@ -97,7 +98,9 @@ def _client_options(socket_timeout_s: float) -> dict[str, Any]:
     }
 
 
-def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster:
+def connect_cluster(
+    url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 500
+) -> RedisCluster:
     """An async Redis Cluster client; ``url`` names any node (it finds the others).
 
     Same decoding, timeouts and TLS/password handling as :func:`connect` (the URL's
@@ -112,6 +115,7 @@ def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster
     return RedisCluster.from_url(
         url,
         **_client_options(socket_timeout_s),
+        max_connections=max_connections,
         retry=NetworkRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
         reinitialize_steps=5,
     )
@@ -120,16 +124,19 @@ def connect_cluster(url: str, *, socket_timeout_s: float = 10.0) -> RedisCluster
 def connect_settings(settings: BaseServiceSettings) -> Redis:
     """An async client for the service's ``REDIS_URL``: a cluster client when ``REDIS_CLUSTER``.
 
+    Its pool holds up to ``REDIS_MAX_CONNECTIONS`` (per node on a cluster): every
+    partition's blocking reader holds one while it waits.
+
     The cluster client is returned under the :class:`Redis` type every service is
     written against: it answers the same commands, pipelines (``transaction=True``
     on one slot, WATCH included) and scripts (keys of one slot), as the tests in
     ``tests/cluster`` check on a real cluster. docs/cluster.md plans the
     ``Redis | RedisCluster`` type once the services use the partitioned key layout.
     """
-    url = settings.redis_url.get_secret_value()
+    url, limit = settings.redis_url.get_secret_value(), settings.redis_max_connections
     if settings.redis_cluster:
-        return cast(Redis, connect_cluster(url))
-    return connect(url)
+        return cast(Redis, connect_cluster(url, max_connections=limit))
+    return connect(url, max_connections=limit)
 
 
 def redact_url(url: str) -> str:

@@ -81,70 +81,75 @@ class _Server(uvicorn.Server):
         self.handle_exit(signum, frame)
 
 
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """Closes connections past the bound and those too slow to send a request head.
+
+    ``limits`` is set on the subclass :func:`guarded_protocol` makes (uvicorn builds
+    the protocol from a class, with no room for arguments of ours).
+    """
+
+    limits: HttpLimits
+    _head_deadline: asyncio.TimerHandle | None = None
+    _cycle_when_armed: object = None
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            CUT.labels("too_many_connections").inc()
+            transport.abort()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.get_protocol() is not self:
+            return  # upgraded to a WebSocket: its own protocol reads from here on
+        if self.cycle is not self._cycle_when_armed:
+            self._disarm()  # a request head arrived; the rest of the bytes are its body
+        elif self._between_requests():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                CUT.labels("head_too_large").inc()
+                self.transport.abort()
+                return
+        if self._head_deadline is None and self._between_requests():
+            self._arm()  # the first bytes of the next request head
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._disarm()  # uvicorn's keep-alive timer takes over until the next bytes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._cycle_when_armed, self._head_bytes = self.cycle, 0
+        self._head_deadline = self.loop.call_later(self.limits.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        self._cycle_when_armed, self._head_bytes = self.cycle, 0
+
+    def _too_slow(self) -> None:
+        self._head_deadline = None
+        upgraded = self.transport.get_protocol() is not self
+        if self.cycle is self._cycle_when_armed and not upgraded and self._between_requests():
+            CUT.labels("slow_request_head").inc()
+            self.transport.close()
+
+    def _between_requests(self) -> bool:
+        """No request in progress on an open connection: a head is all it may send."""
+        in_progress = self.cycle is not None and not self.cycle.response_complete
+        return not in_progress and not self.transport.is_closing()
+
+
 def guarded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, closing what :class:`HttpLimits` does not allow."""
-
-    class GuardedHttpProtocol(HttpToolsProtocol):
-        """Closes connections past the bound and those too slow to send a request head."""
-
-        _head_deadline: asyncio.TimerHandle | None = None
-        _cycle_when_armed: object = None
-        _head_bytes = 0
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > limits.max_connections:
-                CUT.labels("too_many_connections").inc()
-                transport.abort()
-                return
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.transport.get_protocol() is not self:
-                return  # upgraded to a WebSocket: its own protocol reads from here on
-            if self.cycle is not self._cycle_when_armed:
-                self._disarm()  # a request head arrived; the rest of the bytes are its body
-            elif self._between_requests():
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    CUT.labels("head_too_large").inc()
-                    self.transport.abort()
-                    return
-            if self._head_deadline is None and self._between_requests():
-                self._arm()  # the first bytes of the next request head
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._disarm()  # uvicorn's keep-alive timer takes over until the next bytes
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._cycle_when_armed, self._head_bytes = self.cycle, 0
-            self._head_deadline = self.loop.call_later(limits.header_timeout_s, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._head_deadline is not None:
-                self._head_deadline.cancel()
-                self._head_deadline = None
-            self._cycle_when_armed, self._head_bytes = self.cycle, 0
-
-        def _too_slow(self) -> None:
-            self._head_deadline = None
-            upgraded = self.transport.get_protocol() is not self
-            if self.cycle is self._cycle_when_armed and not upgraded and self._between_requests():
-                CUT.labels("slow_request_head").inc()
-                self.transport.close()
-
-        def _between_requests(self) -> bool:
-            """No request in progress on an open connection: a head is all it may send."""
-            in_progress = self.cycle is not None and not self.cycle.response_complete
-            return not in_progress and not self.transport.is_closing()
-
-    return GuardedHttpProtocol
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
 
 
 def serve(

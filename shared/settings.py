@@ -44,10 +44,17 @@ class BaseServiceSettings(BaseSettings):
     redis_cluster: bool = Field(
         default=False,
         description="Talk to a Redis Cluster with the cluster client; REDIS_URL names any "
-        "node. Needs the partitioned key layout (docs/cluster.md).",
+        "node (docs/cluster.md).",
     )
     channels: CommaList = Field(
         default=["demo"], description="Twitch channel logins served, comma separated."
+    )
+    redis_max_connections: int = Field(
+        default=500,
+        ge=10,
+        description="Connections a service's Redis pool may open (per node on a cluster). "
+        "A blocking read holds one: analytics holds up to two per partition (its consumer "
+        "and its donation feed), retro one.",
     )
     partitions: int = Field(
         default=64,
@@ -78,22 +85,34 @@ class BaseServiceSettings(BaseSettings):
         default=5, ge=1, description="Idle time after a response before the connection closes."
     )
     stream_maxlen_chat: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:chat (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:chat (MAXLEN ~).",
     )
     stream_maxlen_viewers: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:viewers (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:viewers (MAXLEN ~).",
     )
     stream_maxlen_donation: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:donation (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:donation (MAXLEN ~).",
     )
     stream_maxlen_sub: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:sub (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:sub (MAXLEN ~).",
     )
     stream_maxlen_lifecycle: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:lifecycle (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:lifecycle (MAXLEN ~).",
     )
     stream_maxlen_dead: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:dead (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:dead (MAXLEN ~).",
     )
     dedupe_ttl_s: int = Field(
         default=86_400,
@@ -133,8 +152,8 @@ class BaseServiceSettings(BaseSettings):
 
     @property
     def keys(self) -> Keys:
-        """Key names under this deployment's prefix."""
-        return Keys(self.redis_key_prefix)
+        """Key names under this deployment's prefix and partitioning."""
+        return Keys(self.redis_key_prefix, self.partitioning)
 
     def dedupe_ttl_ms(self, event_type: str) -> int:
         """Milliseconds the dedupe marker of an event of ``event_type`` lives.

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,10 +26,9 @@ from services.analytics.writes import apply_script
 from shared import ops
 from shared.app_state import set_state
 from shared.assets import VENDOR_DIR
-from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
-from shared.redis_client import connect_settings
-from shared.tasks import Supervisor, finish_tasks
+from shared.lifespan import ServiceLifespan
+from shared.partitioned_consumer import PartitionedConsumer
 
 log = logging.getLogger("services.analytics")
 STATIC = Path(__file__).parent / "static"
@@ -40,49 +37,48 @@ STOP_TIMEOUT_S = 8.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[None]:
-    """Own Redis, the consumer, the broadcaster and the donation tail; stop them in order."""
-    started = time.monotonic()
-    redis = connect_settings(settings)
-    hub = Hub(settings.client_queue_messages)
-    windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
-    computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
-    broadcaster = Broadcaster(redis, settings, hub, computer)
-    handler = MetricsHandler(
-        settings.keys,
-        settings.state_ttl_s,
-        apply_script(redis),
-        channels=settings.channels,
-        dead_maxlen=settings.stream_maxlen_dead,
-    )
-    runner = ConsumerRunner(redis, settings, GROUP, handler)
-    stop = asyncio.Event()
-    supervisor = Supervisor()
-    set_state(app, AnalyticsState(redis, supervisor, settings, hub, broadcaster))
-    tasks = [
-        supervisor.start("consumer", lambda: runner.run(stop), stop),
-        supervisor.start("broadcast", lambda: broadcaster.run_ticks(stop), stop),
-        supervisor.start("donations", lambda: broadcaster.run_donations(stop), stop),
-    ]
-    log.info("analytics up: channels %s, consumer %s", ",".join(settings.channels), runner.consumer)
-    try:
-        yield
-    finally:
-        stop.set()
-        await finish_tasks(tasks, STOP_TIMEOUT_S)
-        with contextlib.suppress(Exception):
-            for channel in settings.channels:
-                await computer.recompute(channel)
-        await redis.aclose()
-        log.info(
-            "analytics stopped after %.1f s: %d events handled, %d dead-lettered, %d claimed from "
-            "dead consumers, %d reconnects, %d clients connected at exit; redis closed",
-            time.monotonic() - started,
-            runner.summary.handled,
-            runner.summary.dead_lettered,
-            runner.summary.claimed,
-            runner.summary.reconnects,
-            hub.count(),
+    """Own Redis, the consumer, the broadcaster and the donation tail; stop them in order.
+
+    The workers stop first, then each channel's figures are computed once more
+    (so the last second is in Redis), then Redis closes (``shared.lifespan``).
+    """
+    async with ServiceLifespan("analytics", settings, log, stop_timeout_s=STOP_TIMEOUT_S) as life:
+        redis, stop = life.redis, life.stop
+        hub = Hub(settings.client_queue_messages)
+        windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
+        computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
+        broadcaster = Broadcaster(redis, settings, hub, computer)
+        handler = MetricsHandler(
+            settings.keys,
+            settings.state_ttl_s,
+            apply_script(redis),
+            channels=settings.channels,
+            dead_maxlen=settings.stream_maxlen_dead,
         )
+        runner = PartitionedConsumer(redis, settings, GROUP, handler)
+        set_state(app, AnalyticsState(redis, life.supervisor, settings, hub, broadcaster))
+        life.start("consumer", lambda: runner.run(stop))
+        life.start("broadcast", lambda: broadcaster.run_ticks(stop))
+        life.start("donations", lambda: broadcaster.run_donations(stop))
+
+        async def recompute() -> None:
+            with contextlib.suppress(Exception):
+                for channel in settings.channels:
+                    await computer.recompute(channel)
+
+        life.on_close(recompute)
+        life.summary(
+            lambda: (
+                f"{runner.summary.handled} events handled, "
+                f"{runner.summary.dead_lettered} dead-lettered, {runner.summary.claimed} claimed "
+                f"from dead consumers, {runner.summary.reconnects} reconnects, "
+                f"{hub.count()} clients connected at exit"
+            )
+        )
+        log.info(
+            "analytics up: channels %s, consumer %s", ",".join(settings.channels), runner.consumer
+        )
+        yield
 
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:

@@ -3,7 +3,7 @@
 * every ``BROADCAST_INTERVAL_S``: recompute each channel's figures (all replicas
   do; the write is compare-and-set) and send ``stream_state`` + ``metrics_update``;
 * each donation or bits cheer: ``donation`` then ``revenue_point``, pushed from a
-  plain XREAD tail of ``events:donation`` (not the consumer group), so every
+  plain XREAD tail of ``events:{pNN}:donation`` (not the consumer group), so every
   replica sees every donation and a client gets the same messages whichever
   replica it reached.
 """
@@ -26,6 +26,7 @@ from services.analytics.metrics import MetricsComputer, local_day_ms
 from services.analytics.settings import AnalyticsSettings
 from shared.clock import from_epoch_ms
 from shared.events import BitsEvent, DonationEvent, parse_fields
+from shared.keys import Stream
 from shared.readmodel.donations import recent_donations
 from shared.readmodel.paid_sums import paid_sums, paid_sums_and_newest
 from shared.redis_client import CONNECTION_ERRORS
@@ -100,8 +101,20 @@ class Broadcaster:
         return revenue_points(records, sums.cents - sum(int(r["cents"]) for r in records))
 
     async def run_donations(self, stop: asyncio.Event) -> None:
-        """Tail ``events:donation`` from its end and push each donation as it lands."""
-        stream = self.keys.stream("donation")
+        """Tail the donation stream of every partition holding a configured channel.
+
+        One blocking reader per partition: a multi-key XREAD cannot span the slots
+        of a Redis Cluster, and one reader per partition pushes each donation as
+        soon as it lands.
+        """
+        partitions = self.keys.partitions.channels_by_partition(self.settings.channels)
+        async with asyncio.TaskGroup() as readers:
+            for partition in sorted(partitions):
+                stream = self.keys.stream(Stream.DONATION, partition)
+                readers.create_task(self._tail_donations(stream, stop))
+
+    async def _tail_donations(self, stream: str, stop: asyncio.Event) -> None:
+        """Tail ``stream`` from its end and push each donation as it lands."""
         last_id: str | None = None
         while not stop.is_set():
             try:

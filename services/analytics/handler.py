@@ -202,7 +202,7 @@ class MetricsHandler:
         await writes.queue(tx, self.script)
 
     def _dead_letter_foreign(self, delivery: Delivery, tx: Pipeline) -> None:
-        stream = self.keys.stream(delivery.stream)
+        stream = self.keys.stream(delivery.stream, delivery.partition)
         letter = DeadLetter(
             reason=f"channel {delivery.event.channel!r} is not in CHANNELS: no state kept for it",
             stream=stream,
@@ -212,7 +212,7 @@ class MetricsHandler:
             ts=utc_now(),
         )
         tx.xadd(
-            self.keys.dead,
+            self.keys.dead(delivery.partition),
             dead_letter_fields(letter),  # type: ignore[arg-type]
             maxlen=self.dead_maxlen,
             approximate=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -15,13 +15,16 @@ from redis.asyncio import Redis
 
 from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.eventsub import LiveStreams
+from services.ingest.state import IngestState
 from services.ingest.webhooks import donation as donation_webhook
 from services.ingest.webhooks import twitch as twitch_webhook
 from shared import ops
+from shared.app_state import set_state
 from shared.exposure import guard_hosts
+from shared.lifespan import ServiceLifespan
 from shared.publisher import PUBLISHED, Publisher
-from shared.redis_client import connect_settings
-from shared.tasks import Supervisor, finish_tasks
+from shared.tasks import finish_tasks
 
 log = logging.getLogger("services.ingest")
 SOURCE_STOP_TIMEOUT_S = 8.0
@@ -50,59 +53,57 @@ def build_sources(
     return sources
 
 
-def supervise_source(
-    supervisor: Supervisor, name: str, source: Source, stop: asyncio.Event
-) -> asyncio.Task[None]:
-    """Run ``source`` under ``supervisor`` (restarted if it dies; ``/healthz`` names it)."""
-    return supervisor.start(name, lambda: source.run(stop), stop)
-
-
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: IngestSettings) -> AsyncIterator[None]:
     """Own the Redis client, the outage buffer and one task per source; stop them in order.
 
-    Sources stop first, then the buffer gets its flush time, then Redis closes.
+    Sources stop first, then the buffer gets its flush time, then Redis closes
+    (``shared.lifespan``).
     """
-    settings: IngestSettings = app.state.settings
-    started = time.monotonic()
-    redis = connect_settings(settings)
-    app.state.redis = redis
-    app.state.publisher = publisher = Publisher(redis, settings)
-    app.state.buffer = buffer = PublishBuffer(
-        publisher, settings.ingest_buffer_max_events, Path(settings.ingest_spill_dir)
-    )
-    buffer.take_over_journals()
-    stop, sources_done = asyncio.Event(), asyncio.Event()
-    sources = build_sources(settings, redis, publisher, buffer)
-    supervisor = app.state.supervisor = Supervisor()
-    tasks = [supervise_source(supervisor, name, source, stop) for name, source in sources.items()]
-    flush_s = settings.ingest_buffer_flush_s
-    draining = supervisor.start("buffer", lambda: buffer.run(sources_done, flush_s), sources_done)
-    log.info(
-        "ingest up: sources %s, channels %s",
-        ",".join(settings.ingest_sources),
-        ",".join(settings.channels),
-    )
-    try:
-        yield
-    finally:
-        stop.set()
-        outcomes = await finish_tasks(tasks, SOURCE_STOP_TIMEOUT_S)
-        sources_done.set()
-        drained = await finish_tasks([draining], settings.ingest_buffer_flush_s + 1)
-        await redis.aclose()
-        log.info(
-            "ingest stopped after %.1f s: %d events published; sources %s; outage buffer %s "
-            "(held %d, taken over %d, refused %d, left in the journal %d); redis closed",
-            time.monotonic() - started,
-            _published_total(),
-            ", ".join(f"{name} {how}" for name, how in outcomes.items()) or "none",
-            drained["buffer"],
-            buffer.totals.buffered,
-            buffer.totals.taken_over,
-            buffer.totals.overflowed,
-            buffer.totals.spilled,
+    async with ServiceLifespan(
+        "ingest", settings, log, stop_timeout_s=SOURCE_STOP_TIMEOUT_S
+    ) as life:
+        redis, stop = life.redis, life.stop
+        publisher = Publisher(redis, settings)
+        buffer = PublishBuffer(
+            publisher, settings.ingest_buffer_max_events, Path(settings.ingest_spill_dir)
         )
+        buffer.take_over_journals()
+        sources_done = asyncio.Event()
+        sources = build_sources(settings, redis, publisher, buffer)
+        live = LiveStreams()  # the Twitch webhook's; the socket source keeps its own
+        set_state(app, IngestState(redis, life.supervisor, settings, publisher, buffer, live))
+        for name, source in sources.items():
+            life.start(name, functools.partial(source.run, stop))  # restarted if it dies
+        flush_s = settings.ingest_buffer_flush_s
+        draining = life.supervisor.start(
+            "buffer", lambda: buffer.run(sources_done, flush_s), sources_done
+        )
+        drained: dict[str, str] = {}
+
+        async def drain_buffer() -> None:
+            """Once the sources are done, give the buffer its flush time."""
+            sources_done.set()
+            drained.update(await finish_tasks([draining], flush_s + 1))
+
+        life.on_close(drain_buffer)
+        life.summary(lambda: summary(life.outcomes, drained.get("buffer", "not run"), buffer))
+        log.info(
+            "ingest up: sources %s, channels %s",
+            ",".join(settings.ingest_sources),
+            ",".join(settings.channels),
+        )
+        yield
+
+
+def summary(sources: dict[str, str], drained: str, buffer: PublishBuffer) -> str:
+    """The summary line's figures: events published, how each source and the buffer ended."""
+    return (
+        f"{_published_total()} events published; sources "
+        f"{', '.join(f'{name} {how}' for name, how in sources.items()) or 'none'}; outage buffer "
+        f"{drained} (held {buffer.totals.buffered}, taken over {buffer.totals.taken_over}, "
+        f"refused {buffer.totals.overflowed}, left in the journal {buffer.totals.spilled})"
+    )
 
 
 def _published_total() -> int:
@@ -118,8 +119,11 @@ def _published_total() -> int:
 
 def create_app(settings: IngestSettings) -> FastAPI:
     """The ingest app for ``settings`` (read once at start)."""
-    app = FastAPI(title="streamloop-ingest", lifespan=lifespan, version="0.1.0")
-    app.state.settings = settings
+    app = FastAPI(
+        title="streamloop-ingest",
+        version="0.1.0",
+        lifespan=functools.partial(lifespan, settings=settings),
+    )
     guard_hosts(app, settings)
     app.include_router(ops.router)
     if "webhooks" in settings.ingest_sources:

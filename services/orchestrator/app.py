@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
 import logging
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -29,10 +27,10 @@ from shared import ops
 from shared.app_state import set_state
 from shared.bandit import BanditStateError, bandit_factory
 from shared.exposure import guard_hosts
+from shared.lifespan import ServiceLifespan
 from shared.publisher import Publisher
-from shared.redis_client import CONNECTION_ERRORS, connect_settings
+from shared.redis_client import CONNECTION_ERRORS
 from shared.rewards import SegmentScorer
-from shared.tasks import Supervisor, finish_tasks
 
 log = logging.getLogger("services.orchestrator")
 STOP_TIMEOUT_S = 8.0
@@ -103,43 +101,42 @@ async def seed_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> No
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI, settings: OrchestratorSettings) -> AsyncIterator[None]:
-    """Own Redis, Claude's client and the loop; on stop save the bandits and give leases back."""
-    started = time.monotonic()
-    redis = connect_settings(settings)
-    advisor = advisor_for(settings)
-    chat = TwitchChat(settings)
-    loop = build_loop(redis, settings, advisor, chat=chat)
-    await seed_bandits(loop, settings)
-    stop = asyncio.Event()
-    supervisor = Supervisor()
-    set_state(app, OrchestratorState(redis, supervisor, settings, advisor, chat))
-    tasks = [supervisor.start("decisions", lambda: loop.run(stop), stop)]
-    if chat.enabled:
-        tasks.append(supervisor.start("chat", lambda: chat.run(stop), stop))
-    log.info(
-        "orchestrator up as %s: channels %s, Claude %s, Twitch chat %s",
-        loop.leases.replica,
-        ",".join(settings.channels),
-        settings.anthropic_model if advisor.enabled else "off",
-        "on" if chat.enabled else "off (no TWITCH_* settings)",
-    )
-    try:
-        yield
-    finally:
-        stop.set()
-        await finish_tasks(tasks, STOP_TIMEOUT_S)
-        await chat.close()
-        await _save_bandits(loop, settings)
-        await advisor.close()
-        await redis.aclose()
-        log.info(
-            "orchestrator stopped after %.1f s: %d decisions, %d segments scored; bandit "
-            "saved to %s; leases released; redis closed",
-            time.monotonic() - started,
-            loop.decisions,
-            loop.scorer.scored if loop.scorer else 0,
-            settings.bandit_state_path,
+    """Own Redis, Claude's client and the loop; on stop save the bandits and give leases back.
+
+    The loop and the chat stop first (the loop releases its leases), then the chat
+    and Claude's clients close with the bandits saved between them, then Redis
+    (``shared.lifespan``).
+    """
+    async with ServiceLifespan(
+        "orchestrator", settings, log, stop_timeout_s=STOP_TIMEOUT_S
+    ) as life:
+        redis, stop = life.redis, life.stop
+        advisor = advisor_for(settings)
+        chat = TwitchChat(settings)
+        loop = build_loop(redis, settings, advisor, chat=chat)
+        await seed_bandits(loop, settings)
+        life.on_close(chat.close)
+        life.on_close(lambda: _save_bandits(loop, settings))
+        life.on_close(advisor.close)
+        set_state(app, OrchestratorState(redis, life.supervisor, settings, advisor, chat))
+        life.start("decisions", lambda: loop.run(stop))
+        if chat.enabled:
+            life.start("chat", lambda: chat.run(stop))
+        life.summary(
+            lambda: (
+                f"{loop.decisions} decisions, "
+                f"{loop.scorer.scored if loop.scorer else 0} segments scored; bandit saved to "
+                f"{settings.bandit_state_path}; leases released"
+            )
         )
+        log.info(
+            "orchestrator up as %s: channels %s, Claude %s, Twitch chat %s",
+            loop.leases.replica,
+            ",".join(settings.channels),
+            settings.anthropic_model if advisor.enabled else "off",
+            "on" if chat.enabled else "off (no TWITCH_* settings)",
+        )
+        yield
 
 
 async def _save_bandits(loop: DecisionLoop, settings: OrchestratorSettings) -> None:

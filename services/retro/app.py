@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -27,8 +26,9 @@ from shared.app_state import set_state
 from shared.consumer import ConsumerRunner
 from shared.exposure import guard_hosts
 from shared.keys import Stream
-from shared.redis_client import CONNECTION_ERRORS, connect_settings
-from shared.tasks import Supervisor, finish_tasks
+from shared.lifespan import ServiceLifespan
+from shared.partitioned_consumer import PartitionedConsumer
+from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.retro")
 STOP_TIMEOUT_S = 6.0
@@ -38,43 +38,47 @@ DRAIN_BUDGET_S = 3.0
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI, settings: RetroSettings) -> AsyncIterator[None]:
     """Own Redis and the consumer; on stop finish the batch, drain, log one summary line."""
-    started = time.monotonic()
-    redis = connect_settings(settings)
-    stop = asyncio.Event()
-    handler = RetroHandler(redis, settings, stop=stop)
-    runner = ConsumerRunner(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
-    supervisor = Supervisor()
-    set_state(app, RetroState(redis, supervisor, settings, handler))
-    task = supervisor.start("consumer", lambda: runner.run(stop), stop)
-    log.info("retro up: consumer %s, reports in %s", runner.consumer, settings.retro_dir)
-    try:
-        yield
-    finally:
-        stop.set()
-        finished = (await finish_tasks([task], STOP_TIMEOUT_S))["consumer"] == "stopped"
-        drained = await drain(runner) if finished else 0
-        await redis.aclose()
-        log.info(
-            "retro stopped after %.1f s: %d lifecycle entries handled (%d drained at exit), "
-            "%d dead-lettered, %d report(s) written%s, %d segment(s) scored at stream end; "
-            "redis closed",
-            time.monotonic() - started,
-            runner.summary.handled,
-            drained,
-            runner.summary.dead_lettered,
-            len(handler.reports),
-            f" ({', '.join(handler.reports[-5:])})" if handler.reports else "",
-            handler.scored,
+    async with ServiceLifespan("retro", settings, log, stop_timeout_s=STOP_TIMEOUT_S) as life:
+        redis, stop = life.redis, life.stop
+        handler = RetroHandler(redis, settings, stop=stop)
+        runner = PartitionedConsumer(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
+        set_state(app, RetroState(redis, life.supervisor, settings, handler))
+        life.start("consumer", lambda: runner.run(stop))
+        drained = 0
+
+        async def drain_at_exit() -> None:
+            """Drain what is left, unless the consumer did not stop cleanly."""
+            nonlocal drained
+            if life.outcomes.get("consumer") == "stopped":
+                drained = await drain(runner)
+
+        life.on_close(drain_at_exit)
+        life.summary(
+            lambda: (
+                f"{runner.summary.handled} lifecycle entries handled ({drained} drained at "
+                f"exit), {runner.summary.dead_lettered} dead-lettered, {len(handler.reports)} "
+                f"report(s) written{recent(handler.reports)}, {handler.scored} segment(s) scored "
+                "at stream end"
+            )
         )
+        log.info("retro up: consumer %s, reports in %s", runner.consumer, settings.retro_dir)
+        yield
 
 
-async def drain(runner: ConsumerRunner, budget_s: float = DRAIN_BUDGET_S) -> int:
-    """Handle entries already in the stream, until none is left unread or the budget is spent."""
+def recent(reports: list[str]) -> str:
+    """`` (the last five report paths)`` for the summary line, or nothing when none."""
+    return f" ({', '.join(reports[-5:])})" if reports else ""
+
+
+async def drain(consumer: PartitionedConsumer, budget_s: float = DRAIN_BUDGET_S) -> int:
+    """Handle entries already in the streams, until none is left unread or the budget is spent."""
     handled = 0
     try:
         async with asyncio.timeout(budget_s):
-            while await unread(runner):
-                handled += await runner.step()
+            for partition in consumer.settings.partitioning.all():
+                runner = consumer.runner(partition)
+                while await unread(runner):
+                    handled += await runner.step()
             return handled
     except TimeoutError:
         log.warning("stopped draining after %.0f s; the rest waits for the next start", budget_s)

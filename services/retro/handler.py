@@ -325,7 +325,7 @@ class RetroHandler:
             )
         if not await self.end_applied(event, end_ms):
             problems.append("analytics had not applied this stream_ended event")
-        backlog = await self.analytics_backlog(entry_id)
+        backlog = await self.analytics_backlog(entry_id, event.channel)
         if backlog:
             problems.append(
                 "analytics had not consumed every event published before the end "
@@ -346,13 +346,15 @@ class RetroHandler:
                 return True
         return False
 
-    async def analytics_backlog(self, entry_id: str) -> list[str]:
-        """Event streams holding entries up to ``entry_id`` that analytics has not acked.
+    async def analytics_backlog(self, entry_id: str, channel: str) -> list[str]:
+        """Event streams of ``channel``'s partition holding entries up to ``entry_id`` that
+        analytics has not acked.
 
-        A stream without the analytics group (analytics never ran on it) has none.
+        Entry ids compare across the partition's streams: they are on one node, with one
+        clock. A stream without the analytics group (analytics never ran on it) has none.
         """
         behind = []
-        for stream in self.keys.event_streams():
+        for stream in self.keys.partition_streams(self.keys.partitions.of(channel)):
             try:
                 groups = await self.redis.xinfo_groups(stream)
             except ResponseError:

@@ -14,8 +14,10 @@ from redis.asyncio.client import Pipeline
 
 from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.settings import AnalyticsSettings
-from shared.consumer import ConsumerRunner, Delivery
+from shared.consumer import Delivery
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.redis_client import connect
+from tests.analytics.test_exactly_once import PARTITIONS
 
 
 async def main(url: str, prefix: str, name: str) -> None:
@@ -28,9 +30,10 @@ async def main(url: str, prefix: str, name: str) -> None:
         consumer_block_ms=50,
         consumer_claim_min_idle_ms=300,
         consumer_reclaim_interval_s=0.1,
+        partitions=PARTITIONS,
     )
     handler = SlowHandler(MetricsHandler(settings.keys, settings.state_ttl_s))
-    await ConsumerRunner(connect(url), settings, GROUP, handler).run(asyncio.Event())
+    await PartitionedConsumer(connect(url), settings, GROUP, handler).run(asyncio.Event())
 
 
 class SlowHandler:

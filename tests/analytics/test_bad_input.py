@@ -59,7 +59,7 @@ async def test_bad_entries_are_dead_lettered_counted_and_the_good_ones_still_cou
     events = known_stream()
     async with analytics_server(settings) as (base, _):
         for stream, fields, _ in BAD_ENTRIES:
-            await redis.xadd(settings.keys.stream(stream), fields)
+            await redis.xadd(settings.keys.channel_stream(stream, "demo"), fields)
         await Publisher(redis, settings).publish_many(events)
         async with asyncio.timeout(10):
             while await redis.hget(settings.keys.metrics("demo"), "version") != str(len(events)):
@@ -67,7 +67,10 @@ async def test_bad_entries_are_dead_lettered_counted_and_the_good_ones_still_cou
         async with httpx.AsyncClient(base_url=base) as http:
             prometheus = (await http.get("/metrics")).text
             health = await http.get("/healthz")
-    dead = {(f["stream"], f["entry_id"]): f for _, f in await redis.xrange(settings.keys.dead)}
+    dead = {
+        (f["stream"], f["entry_id"]): f
+        for _, f in await redis.xrange(settings.keys.channel_dead("demo"))
+    }
     assert len(dead) == len(BAD_ENTRIES)
     reasons = [fields["reason"] for fields in dead.values()]
     for _, _, says in BAD_ENTRIES:
@@ -90,16 +93,16 @@ async def test_an_entry_for_a_channel_not_served_is_dead_lettered_and_creates_no
     ]
     async with analytics_server(settings) as (base, _):
         for stream, fields in foreign:
-            await redis.xadd(settings.keys.stream(stream), fields)
+            await redis.xadd(settings.keys.channel_stream(stream, "stranger"), fields)
         await Publisher(redis, settings).publish_many(events)
         async with asyncio.timeout(10):
             while await redis.hget(settings.keys.metrics("demo"), "version") != str(len(events)):
                 await asyncio.sleep(0.05)
-            while await redis.xlen(settings.keys.dead) < len(foreign):
+            while await redis.xlen(settings.keys.channel_dead("stranger")) < len(foreign):
                 await asyncio.sleep(0.05)
         async with httpx.AsyncClient(base_url=base) as http:
             prometheus = (await http.get("/metrics")).text
-    dead = [fields for _, fields in await redis.xrange(settings.keys.dead)]
+    dead = [fields for _, fields in await redis.xrange(settings.keys.channel_dead("stranger"))]
     stranger_keys = [key async for key in redis.scan_iter(match="*stranger*")]
     record(
         "analytics-unknown-channel",
@@ -116,7 +119,9 @@ async def test_an_entry_for_a_channel_not_served_is_dead_lettered_and_creates_no
     assert all("'stranger' is not in CHANNELS" in f["reason"] for f in dead)
     assert stranger_keys == []
     assert "streamloop_analytics_unknown_channel_total" in prometheus
-    pending = await redis.xpending(settings.keys.stream("donation"), "analytics")
+    pending = await redis.xpending(
+        settings.keys.channel_stream("donation", "stranger"), "analytics"
+    )
     assert pending["pending"] == 0
     figures = await redis.hgetall(settings.keys.metrics("demo"))
     assert figures["revenue_today"] == "25.00"

@@ -20,13 +20,15 @@ from redis.exceptions import ResponseError
 from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows
 from services.analytics.settings import AnalyticsSettings
-from shared.consumer import ConsumerRunner
 from shared.events import EventBase
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from tests.analytics.recorded import recorded_stream
 
 CHANNELS = ["demo", "second", "third"]
+PARTITIONS = 8
+"""Few partitions (the channels land in 0, 1 and 4), so runners poll little at 20 ms blocks."""
 
 
 def recording() -> list[EventBase]:
@@ -44,11 +46,12 @@ def settings_for(redis_url: str, prefix: str, name: str) -> AnalyticsSettings:
         channels=CHANNELS,
         consumer_claim_min_idle_ms=300,
         consumer_reclaim_interval_s=0.1,
+        partitions=PARTITIONS,
     )
 
 
 async def run_until_acked(
-    runners: list[ConsumerRunner], redis: Redis, settings, total: int
+    runners: list[PartitionedConsumer], redis: Redis, settings, total: int
 ) -> None:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(runner.run(stop)) for runner in runners]
@@ -105,7 +108,7 @@ async def reference(redis_url: str, redis: Redis, events: list[EventBase]) -> di
     settings = settings_for(redis_url, prefix, "solo")
     try:
         await Publisher(redis, settings).publish_many(events)
-        runner = ConsumerRunner(redis, settings, GROUP, MetricsHandler(settings.keys, 3600))
+        runner = PartitionedConsumer(redis, settings, GROUP, MetricsHandler(settings.keys, 3600))
         await run_until_acked([runner], redis, settings, len(events))
         return await dump(redis, settings)
     finally:
@@ -124,7 +127,7 @@ async def test_two_replicas_count_every_event_exactly_once(
     try:
         publishing = asyncio.create_task(Publisher(redis, settings_a).publish_many(events))
         runners = [
-            ConsumerRunner(client, s, GROUP, MetricsHandler(s.keys, 3600))
+            PartitionedConsumer(client, s, GROUP, MetricsHandler(s.keys, 3600))
             for client, s in ((redis, settings_a), (second, settings_b))
         ]
         stop = asyncio.Event()

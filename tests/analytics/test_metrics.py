@@ -12,14 +12,14 @@ from redis.asyncio import Redis
 from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.metrics import MetricsComputer, Windows, engagement_score
 from services.analytics.settings import AnalyticsSettings
-from shared.consumer import ConsumerRunner
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from tests.analytics.streams import known_stream
 
 
 async def consume_all(redis: Redis, settings: AnalyticsSettings, expected: int) -> None:
     handler = MetricsHandler(settings.keys, settings.state_ttl_s)
-    runner = ConsumerRunner(redis, settings, GROUP, handler)
+    runner = PartitionedConsumer(redis, settings, GROUP, handler)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     async with asyncio.timeout(10):

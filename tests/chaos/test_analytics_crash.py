@@ -68,7 +68,9 @@ async def reference(redis_url: str, redis: Redis, events: list[EventBase]) -> di
     try:
         await Publisher(redis, settings).publish_many(events)
         handler = MetricsHandler(settings.keys, settings.state_ttl_s)
-        runner = ConsumerRunner(redis, settings, GROUP, handler)
+        runner = ConsumerRunner(
+            redis, settings, GROUP, handler, partition=settings.partitioning.of("demo")
+        )
         await run_until_acked([runner], redis, settings, len(events))
         return await dump(redis, settings)
     finally:

@@ -65,12 +65,12 @@ def donation(entry_id: str, ts: str) -> dict[str, str]:
 
 
 async def add(redis: Redis, keys: Keys, kind: Stream, fields: dict[str, str]) -> None:
-    await redis.xadd(keys.stream(kind), fields)  # type: ignore[arg-type]
+    await redis.xadd(keys.channel_stream(kind, "demo"), fields)  # type: ignore[arg-type]
 
 
 async def dead_by_group(redis: Redis, keys: Keys) -> dict[str, list[str]]:
     letters: dict[str, list[str]] = {}
-    for _, fields in await redis.xrange(keys.dead):
+    for _, fields in await redis.xrange(keys.channel_dead("demo")):
         letters.setdefault(fields["group"], []).append(fields["reason"])
     return letters
 
@@ -214,14 +214,14 @@ async def test_a_dead_worker_makes_health_503_naming_it_until_it_runs_again(
         await break_and_heal(
             analytics,
             "consumer",
-            lambda: redis.xgroup_destroy(keys.stream(Stream.CHAT), "analytics"),
+            lambda: redis.xgroup_destroy(keys.channel_stream(Stream.CHAT, "demo"), "analytics"),
             nothing,
             "ConsumerGroupMissing",
         )
         await break_and_heal(
             retro,
             "consumer",
-            lambda: redis.xgroup_destroy(keys.stream(Stream.LIFECYCLE), "retro"),
+            lambda: redis.xgroup_destroy(keys.channel_stream(Stream.LIFECYCLE, "demo"), "retro"),
             nothing,
             "ConsumerGroupMissing",
         )

@@ -45,7 +45,7 @@ def spawn(redis_url: str, prefix: str, tmp_path: Path, crash_at: str) -> subproc
 
 async def settled(redis: Redis, settings: RetroSettings) -> bool:
     """The report is indexed and the lifecycle group has nothing pending."""
-    lifecycle = settings.keys.stream("lifecycle")
+    lifecycle = settings.keys.channel_stream("lifecycle", "demo")
     indexed = await redis.exists(settings.keys.retro_index("demo"))
     return bool(indexed) and (await redis.xpending(lifecycle, GROUP))["pending"] == 0
 

@@ -146,7 +146,9 @@ def test_any_amount_is_published_to_the_cent_or_refused_with_a_4xx(
         assert refused_with_reason(response, published), (raw, response.text)
     else:
         assert response.status_code == 202 and published == 1, (raw, response.text)
-        last = edge.runner.run(edge.redis.xrevrange(edge.settings.keys.stream("donation"), count=1))
+        last = edge.runner.run(
+            edge.redis.xrevrange(edge.settings.keys.channel_stream("donation", "demo"), count=1)
+        )
         assert last[0][1]["amount"] == f"{expected:.2f}"
 
 

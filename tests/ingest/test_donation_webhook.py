@@ -56,7 +56,7 @@ async def client(make_settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient
 
 
 async def donations(redis: Redis, make_settings) -> list[dict[str, str]]:
-    stream = make_settings().keys.stream("donation")
+    stream = make_settings().keys.channel_stream("donation", "demo")
     return [fields for _, fields in await redis.xrange(stream)]
 
 

@@ -72,10 +72,16 @@ def count(events: Iterable[EventBase], kind: str) -> int:
 
 
 async def read_events(redis: Redis, settings: IngestSettings) -> dict[Stream, list[EventBase]]:
-    """Every event on every event stream, parsed, in entry order."""
+    """Every event on every event stream of the channels' partitions, parsed, in entry order
+    (entry ids of one server's streams compare across partitions)."""
+    keys = settings.keys
+    partitions = sorted(keys.partitions.channels_by_partition(settings.channels))
     found: dict[Stream, list[EventBase]] = {}
     for kind in EVENT_STREAMS:
-        entries: list[Any] = list(await redis.xrange(settings.keys.stream(kind)) or [])
+        entries: list[Any] = []
+        for partition in partitions:
+            entries += list(await redis.xrange(keys.stream(kind, partition)) or [])
+        entries.sort(key=lambda entry: tuple(int(part) for part in entry[0].split("-")))
         found[kind] = [parse_fields(fields) for _entry_id, fields in entries]
     return found
 
@@ -297,7 +303,7 @@ async def test_lost_connection_is_retried_and_nothing_is_lost(
             await wait_for(lambda: _chat_count_at_least(redis, settings, 50))
             await proxy.stop()
             await asyncio.sleep(1.5)
-            before_outage_end = await redis.xlen(settings.keys.stream("chat"))
+            before_outage_end = await redis.xlen(settings.keys.channel_stream("chat", "demo"))
             await proxy.start()
             await wait_for(lambda: _chat_count_at_least(redis, settings, before_outage_end + 200))
     finally:
@@ -325,16 +331,18 @@ def _change(channel: str, activity: str, event_id: str) -> ActivityChangedEvent:
 
 
 async def _lifecycle_length_at_least(redis: Redis, settings: IngestSettings, n: int) -> bool:
-    return int(await redis.xlen(settings.keys.stream("lifecycle"))) >= n
+    return int(await redis.xlen(settings.keys.channel_stream("lifecycle", "demo"))) >= n
 
 
 async def _chat_count_at_least(redis: Redis, settings: IngestSettings, n: int) -> bool:
-    return int(await redis.xlen(settings.keys.stream("chat"))) >= n
+    return int(await redis.xlen(settings.keys.channel_stream("chat", "demo"))) >= n
 
 
 async def _sim_time(redis: Redis, settings: IngestSettings) -> datetime:
     """The simulated clock as seen on the streams: the latest viewer count's ts."""
-    last: list[Any] = list(await redis.xrevrange(settings.keys.stream("viewers"), count=1) or [])
+    last: list[Any] = list(
+        await redis.xrevrange(settings.keys.channel_stream("viewers", "demo"), count=1) or []
+    )
     return parse_fields(last[0][1]).ts if last else T0
 
 

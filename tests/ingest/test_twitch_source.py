@@ -90,7 +90,7 @@ async def running(
 
 
 async def entries(redis: Redis, settings: IngestSettings, kind: Stream) -> list[dict[str, str]]:
-    found = await redis.xrange(settings.keys.stream(kind))
+    found = await redis.xrange(settings.keys.channel_stream(kind, tw.BROADCASTER_LOGIN))
     return [cast("dict[str, str]", fields) for _, fields in found or []]
 
 
@@ -377,11 +377,11 @@ async def test_a_notification_dated_past_the_skew_ahead_is_dead_lettered_with_th
     await wait_for_entries(redis, settings, Stream.CHAT, 1)
 
     async with asyncio.timeout(WAIT_S):
-        while not (dead := await redis.xrange(settings.keys.dead)):
+        while not (dead := await redis.xrange(settings.keys.channel_dead(tw.BROADCASTER_LOGIN))):
             await asyncio.sleep(0.02)
     [(_, letter)] = dead
     assert letter["group"] == "ingest:twitch"
-    assert letter["stream"] == settings.keys.stream(Stream.LIFECYCLE)
+    assert letter["stream"] == settings.keys.channel_stream(Stream.LIFECYCLE, tw.BROADCASTER_LOGIN)
     assert "stream_started online:9" in letter["reason"]
     assert "ahead of this server's clock" in letter["reason"]
     assert await entries(redis, settings, Stream.LIFECYCLE) == []

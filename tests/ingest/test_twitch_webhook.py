@@ -16,10 +16,14 @@ from redis.asyncio import Redis
 
 from services.ingest.buffer import PublishBuffer
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.eventsub import LiveStreams
+from services.ingest.state import IngestState
 from services.ingest.webhooks.twitch import router
+from shared.app_state import set_state
 from shared.clock import utc_now
 from shared.keys import Stream
 from shared.publisher import Publisher
+from shared.tasks import Supervisor
 from tests.ingest.twitch_double import (
     BROADCASTER_LOGIN,
     example_event,
@@ -50,11 +54,9 @@ def settings(make_settings: Callable[..., Any]) -> IngestSettings:
 async def client_for(settings: IngestSettings, redis: Redis) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(router)
-    app.state.settings = settings
-    app.state.buffer = PublishBuffer(
-        Publisher(redis, settings), 1000, Path(settings.ingest_spill_dir)
-    )
-    app.state.redis = redis
+    publisher = Publisher(redis, settings)
+    buffer = PublishBuffer(publisher, 1000, Path(settings.ingest_spill_dir))
+    set_state(app, IngestState(redis, Supervisor(), settings, publisher, buffer, LiveStreams()))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
 
 
@@ -71,7 +73,7 @@ def cheer_body(bits: int = 100) -> bytes:
 
 
 async def fields_on(redis: Redis, settings: IngestSettings, kind: Stream) -> list[dict[str, str]]:
-    found = await redis.xrange(settings.keys.stream(kind))
+    found = await redis.xrange(settings.keys.channel_stream(kind, BROADCASTER_LOGIN))
     return [cast("dict[str, str]", fields) for _, fields in found or []]
 
 

@@ -20,6 +20,8 @@ async def new_lifecycle(redis: Redis, keys: Keys, after: str) -> tuple[str, list
     """Entries of ``events:lifecycle`` after id ``after`` (parsed), and the last id read."""
     from shared.events import parse_fields
 
-    entries = await redis.xrange(keys.stream("lifecycle"), min=f"({after}" if after else "-")
+    entries = await redis.xrange(
+        keys.channel_stream("lifecycle", "demo"), min=f"({after}" if after else "-"
+    )
     last = entries[-1][0] if entries else after
     return last, [parse_fields(fields) for _, fields in entries]

@@ -123,7 +123,11 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
     retro = retro_settings(make_settings, tmp_path, channels=CHANNEL, min_segment_s=0.5)
     source = TwitchSource(ingest, buffered(redis, ingest))
     metrics = ConsumerRunner(
-        redis, analytics, ANALYTICS_GROUP, MetricsHandler(analytics.keys, analytics.state_ttl_s)
+        redis,
+        analytics,
+        ANALYTICS_GROUP,
+        MetricsHandler(analytics.keys, analytics.state_ttl_s),
+        partition=analytics.partitioning.of(CHANNEL),
     )
     advisor = advisor_for(orchestrator)
     voice = TwitchChat(orchestrator)

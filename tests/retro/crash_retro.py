@@ -59,7 +59,14 @@ async def main(url: str, prefix: str, tmp: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     redis = connect(url)
     handler = CrashingRetro(redis, settings, stop=stop)
-    await ConsumerRunner(redis, settings, GROUP, handler, [Stream.LIFECYCLE]).run(stop)
+    await ConsumerRunner(
+        redis,
+        settings,
+        GROUP,
+        handler,
+        [Stream.LIFECYCLE],
+        partition=settings.partitioning.of("demo"),
+    ).run(stop)
     await redis.aclose()
 
 

@@ -240,7 +240,9 @@ async def test_the_runner_never_dead_letters_bad_input(
     assert runner.summary.dead_lettered == 0
     assert sorted(handler.reports) == ["demo/nope", "demo/short", "demo/short", "other/offline"]
     assert out.getvalue().count("# Stream retro") == 3
-    assert (await redis.xpending(settings.keys.stream("lifecycle"), GROUP))["pending"] == 0
+    assert (await redis.xpending(settings.keys.channel_stream("lifecycle", "demo"), GROUP))[
+        "pending"
+    ] == 0
     assert await redis.zrange(settings.keys.retro_index("demo"), 0, -1) == ["nope", "short"]
 
 

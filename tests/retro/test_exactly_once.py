@@ -67,7 +67,7 @@ async def test_a_redelivered_stream_ended_changes_nothing(
 ) -> None:
     events = extended_stream()
     await published(redis, make_settings, events)
-    lifecycle = settings.keys.stream("lifecycle")
+    lifecycle = settings.keys.channel_stream("lifecycle", "demo")
     entries = await redis.xlen(lifecycle)
     async with running(redis, settings) as (runner, _, out):
         await until(lambda: runner.summary.handled == entries)
@@ -92,7 +92,7 @@ async def test_two_replicas_and_two_ends_of_one_stream_count_it_once(
 ) -> None:
     events = extended_stream()
     await published(redis, make_settings, [*events, second_end(events)])
-    lifecycle = settings.keys.stream("lifecycle")
+    lifecycle = settings.keys.channel_stream("lifecycle", "demo")
     entries = await redis.xlen(lifecycle)
     second = settings.model_copy(update={"consumer_name": "r2", "consumer_batch_size": 1})
     first = settings.model_copy(update={"consumer_batch_size": 1})
@@ -172,7 +172,7 @@ async def test_a_failure_between_the_update_and_the_ack_is_retried_without_doubl
 ) -> None:
     events = extended_stream()
     await published(redis, make_settings, events)
-    lifecycle = settings.keys.stream("lifecycle")
+    lifecycle = settings.keys.channel_stream("lifecycle", "demo")
     entries = await redis.xlen(lifecycle)
     handler = FailsOnceAfterScoring(redis, settings)
     async with running(redis, settings, handler) as (runner, _, out):
@@ -181,7 +181,12 @@ async def test_a_failure_between_the_update_and_the_ack_is_retried_without_doubl
     assert await total_updates(redis, settings) == SCORABLE
     assert out.getvalue().count("# Stream retro") == 1
     assert await redis.hget(settings.keys.retro("demo", STREAM), "complete") == "1"
-    assert await redis.hlen(settings.keys.consumer_failures(GROUP)) == 0
+    assert (
+        await redis.hlen(
+            settings.keys.consumer_failures(GROUP, settings.keys.partitions.of("demo"))
+        )
+        == 0
+    )
     assert (await redis.xpending(lifecycle, GROUP))["pending"] == 0
 
 
@@ -205,7 +210,7 @@ async def test_sigkill_between_the_update_and_the_ack_then_a_restart(
     assert process.returncode == -signal.SIGKILL
     assert stdout == "", "killed before printing"
     assert await total_updates(redis, settings) == SCORABLE  # the update was applied...
-    lifecycle = settings.keys.stream("lifecycle")
+    lifecycle = settings.keys.channel_stream("lifecycle", "demo")
     assert (await redis.xpending(lifecycle, GROUP))["pending"] > 0  # ... but not acked
     assert not await redis.exists(settings.keys.retro_index("demo"))
 

@@ -59,7 +59,7 @@ async def report_of_recorded_stream(
     events = extended_stream()
     await Publisher(redis, analytics).publish_many(events)
     await consume_all(redis, analytics, len(events))
-    lifecycle = await redis.xlen(settings.keys.stream("lifecycle"))
+    lifecycle = await redis.xlen(settings.keys.channel_stream("lifecycle", "demo"))
     async with running(redis, settings) as (runner, _, out):
         await until(lambda: runner.summary.handled == lifecycle)
     stored = await redis.hgetall(settings.keys.retro("demo", STREAM))

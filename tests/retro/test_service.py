@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 
 from services.retro.app import drain
 from services.retro.handler import GROUP, RetroHandler
-from shared.consumer import ConsumerRunner
 from shared.events import StreamEndedEvent
 from shared.keys import Stream
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from shared.redis_server import free_port
 from shared.settings import BaseServiceSettings
@@ -99,7 +99,7 @@ async def test_what_was_published_before_the_stop_is_drained_at_exit(
     events = extended_stream()
     await apply(redis, settings.keys, events)
     out = io.StringIO()
-    runner = ConsumerRunner(
+    runner = PartitionedConsumer(
         redis, settings, GROUP, RetroHandler(redis, settings, out=out), [Stream.LIFECYCLE]
     )
     lifecycle = [e for e in events if e.stream == Stream.LIFECYCLE]

@@ -28,7 +28,14 @@ async def main(url: str, prefix: str, name: str) -> None:
     )
     redis = connect(url)
     handler = CountingHandler(f"{prefix}counts")
-    await ConsumerRunner(redis, settings, "crashgroup", handler, [Stream.CHAT]).run(asyncio.Event())
+    await ConsumerRunner(
+        redis,
+        settings,
+        "crashgroup",
+        handler,
+        [Stream.CHAT],
+        partition=settings.partitioning.of("demo"),
+    ).run(asyncio.Event())
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ class TestDelivery:
         settings = settings_for(make_settings, consumer_name="c1")
         await Publisher(redis, settings).publish_many(chats(1200))
         key = f"{settings.redis_key_prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(key))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler(key), partition=settings.partitioning.of("demo")
+        )
 
         async def all_acked() -> bool:
             return runner.summary.handled >= 1200
@@ -65,7 +67,7 @@ class TestDelivery:
         await drain(runner, until=all_acked)
         seen = await counts(redis, key)
         assert len(seen) == 1200 and set(seen.values()) == {1}
-        pending = await redis.xpending(settings.keys.stream("chat"), GROUP)
+        pending = await redis.xpending(settings.keys.channel_stream("chat", "demo"), GROUP)
         assert pending["pending"] == 0
 
     async def test_reads_several_streams_in_one_group(self, redis: Redis, make_settings) -> None:
@@ -73,7 +75,9 @@ class TestDelivery:
         viewers = ViewerCountEvent(id="v1", channel="demo", ts=TS, source="sim", count=7)
         await Publisher(redis, settings).publish_many([*chats(3), viewers])
         key = f"{settings.redis_key_prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(key))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler(key), partition=settings.partitioning.of("demo")
+        )
 
         async def four() -> bool:
             return runner.summary.handled >= 4
@@ -86,12 +90,20 @@ class TestDelivery:
     ) -> None:
         settings = settings_for(make_settings, consumer_name="stable")
         await Publisher(redis, settings).publish_many(chats(5))
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("unused"))
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler("unused"),
+            partition=settings.partitioning.of("demo"),
+        )
         await runner.ensure_groups()
         # The "previous life" of this consumer read everything and died before acking.
-        await redis.xreadgroup(GROUP, "stable", {settings.keys.stream("chat"): ">"})
+        await redis.xreadgroup(GROUP, "stable", {settings.keys.channel_stream("chat", "demo"): ">"})
         key = f"{settings.redis_key_prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(key))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler(key), partition=settings.partitioning.of("demo")
+        )
 
         async def five() -> bool:
             return runner.summary.handled >= 5
@@ -106,7 +118,7 @@ class TestBadEntries:
         self, redis: Redis, make_settings
     ) -> None:
         settings = settings_for(make_settings, consumer_name="c1")
-        stream = settings.keys.stream("chat")
+        stream = settings.keys.channel_stream("chat", "demo")
         await Publisher(redis, settings).publish_many(chats(2))
         await redis.xadd(stream, {"type": "chat", "id": "x", "text": "no channel"})
         await redis.xadd(
@@ -135,14 +147,16 @@ class TestBadEntries:
             },
         )
         key = f"{settings.redis_key_prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(key))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler(key), partition=settings.partitioning.of("demo")
+        )
 
         async def done() -> bool:
             return runner.summary.handled + runner.summary.dead_lettered >= 5
 
         await drain(runner, until=done)
         assert set(await counts(redis, key)) == {"chat:c0", "chat:c1"}
-        dead = [fields for _, fields in await redis.xrange(settings.keys.dead)]
+        dead = [fields for _, fields in await redis.xrange(settings.keys.channel_dead("demo"))]
         assert len(dead) == 3
         reasons = " | ".join(letter["reason"] for letter in dead)
         assert "channel: Field required" in reasons
@@ -159,7 +173,9 @@ class TestBadEntries:
         await Publisher(redis, settings).publish_many(chats(4))
         key = f"{settings.redis_key_prefix}counts"
         handler = CountingHandler(key, poison_id="c2")
-        runner = ConsumerRunner(redis, settings, GROUP, handler)
+        runner = ConsumerRunner(
+            redis, settings, GROUP, handler, partition=settings.partitioning.of("demo")
+        )
 
         async def done() -> bool:
             return runner.summary.dead_lettered >= 1
@@ -167,11 +183,18 @@ class TestBadEntries:
         await drain(runner, until=done)
         assert set(await counts(redis, key)) == {"chat:c0", "chat:c1", "chat:c3"}
         assert set((await counts(redis, key)).values()) == {1}
-        [(_, letter)] = await redis.xrange(settings.keys.dead)
+        [(_, letter)] = await redis.xrange(settings.keys.channel_dead("demo"))
         assert letter["entry_id"] and "handler failed 3 times" in letter["reason"]
         assert "cannot handle c2" in letter["reason"]
-        assert (await redis.xpending(settings.keys.stream("chat"), GROUP))["pending"] == 0
-        assert await redis.hlen(settings.keys.consumer_failures(GROUP)) == 0
+        assert (await redis.xpending(settings.keys.channel_stream("chat", "demo"), GROUP))[
+            "pending"
+        ] == 0
+        assert (
+            await redis.hlen(
+                settings.keys.consumer_failures(GROUP, settings.keys.partitions.of("demo"))
+            )
+            == 0
+        )
 
 
 class TestTakeover:
@@ -182,11 +205,21 @@ class TestTakeover:
             make_settings, consumer_name="alive", consumer_claim_min_idle_ms=100
         )
         await Publisher(redis, settings).publish_many(chats(10))
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("unused"))
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler("unused"),
+            partition=settings.partitioning.of("demo"),
+        )
         await runner.ensure_groups()
-        await redis.xreadgroup(GROUP, "dead-one", {settings.keys.stream("chat"): ">"}, count=6)
+        await redis.xreadgroup(
+            GROUP, "dead-one", {settings.keys.channel_stream("chat", "demo"): ">"}, count=6
+        )
         key = f"{settings.redis_key_prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(key))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler(key), partition=settings.partitioning.of("demo")
+        )
 
         async def ten() -> bool:
             return len(await counts(redis, key)) >= 10
@@ -194,7 +227,9 @@ class TestTakeover:
         await drain(runner, until=ten)
         assert set((await counts(redis, key)).values()) == {1}
         assert runner.summary.claimed == 6
-        assert (await redis.xpending(settings.keys.stream("chat"), GROUP))["pending"] == 0
+        assert (await redis.xpending(settings.keys.channel_stream("chat", "demo"), GROUP))[
+            "pending"
+        ] == 0
 
     async def test_a_slow_owner_cannot_commit_a_batch_taken_over_meanwhile(
         self, redis: Redis, make_settings
@@ -207,12 +242,24 @@ class TestTakeover:
         key = f"{slow_settings.redis_key_prefix}counts"
         release = asyncio.Event()
         slow_handler = CountingHandler(key, stall=release)
-        slow = ConsumerRunner(redis, slow_settings, GROUP, slow_handler)
+        slow = ConsumerRunner(
+            redis,
+            slow_settings,
+            GROUP,
+            slow_handler,
+            partition=slow_settings.partitioning.of("demo"),
+        )
         slow_stop = asyncio.Event()
         slow_task = asyncio.create_task(slow.run(slow_stop))
         while slow_handler.calls == 0:
             await asyncio.sleep(0.01)
-        fast = ConsumerRunner(redis, fast_settings, GROUP, CountingHandler(key))
+        fast = ConsumerRunner(
+            redis,
+            fast_settings,
+            GROUP,
+            CountingHandler(key),
+            partition=fast_settings.partitioning.of("demo"),
+        )
 
         async def five() -> bool:
             return len(await counts(redis, key)) >= 5
@@ -231,11 +278,18 @@ class TestGroupLoss:
         self, redis: Redis, make_settings
     ) -> None:
         settings = settings_for(make_settings, consumer_name="c1")
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("x"), [Stream.CHAT])
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler("x"),
+            [Stream.CHAT],
+            partition=settings.partitioning.of("demo"),
+        )
         task = asyncio.create_task(runner.run(asyncio.Event()))
-        while not await redis.exists(settings.keys.stream("chat")):
+        while not await redis.exists(settings.keys.channel_stream("chat", "demo")):
             await asyncio.sleep(0.01)
-        await redis.xgroup_destroy(settings.keys.stream("chat"), GROUP)
+        await redis.xgroup_destroy(settings.keys.channel_stream("chat", "demo"), GROUP)
         with pytest.raises(ConsumerGroupMissing, match="restart the service"):
             await asyncio.wait_for(task, timeout=5)
 
@@ -243,20 +297,29 @@ class TestGroupLoss:
         self, redis: Redis, make_settings
     ) -> None:
         settings = settings_for(make_settings, consumer_name="c1")  # reclaim every 0.05 s
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("x"), [Stream.CHAT])
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler("x"),
+            [Stream.CHAT],
+            partition=settings.partitioning.of("demo"),
+        )
         await runner.ensure_groups()
         await runner.step()
-        await redis.xgroup_destroy(settings.keys.stream("chat"), GROUP)
+        await redis.xgroup_destroy(settings.keys.channel_stream("chat", "demo"), GROUP)
         await asyncio.sleep(0.1)  # the next step starts with a reclaim pass
         with pytest.raises(ConsumerGroupMissing, match="restart the service"):
             await runner.step()
 
     async def test_creating_groups_twice_is_harmless(self, redis: Redis, make_settings) -> None:
         settings = settings_for(make_settings)
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("x"))
+        runner = ConsumerRunner(
+            redis, settings, GROUP, CountingHandler("x"), partition=settings.partitioning.of("demo")
+        )
         await runner.ensure_groups()
         await runner.ensure_groups()
-        groups = await redis.xinfo_groups(settings.keys.stream("chat"))
+        groups = await redis.xinfo_groups(settings.keys.channel_stream("chat", "demo"))
         assert [group["name"] for group in groups] == [GROUP]
 
 
@@ -265,9 +328,16 @@ class TestHousekeeping:
         self, redis: Redis, make_settings
     ) -> None:
         settings = settings_for(make_settings, consumer_name="me", consumer_forget_idle_ms=50)
-        stream = settings.keys.stream("chat")
+        stream = settings.keys.channel_stream("chat", "demo")
         await Publisher(redis, settings).publish_many(chats(2))
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler("x"), [Stream.CHAT])
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler("x"),
+            [Stream.CHAT],
+            partition=settings.partitioning.of("demo"),
+        )
         await runner.ensure_groups()
         await redis.xreadgroup(GROUP, "gone-empty", {stream: ">"}, count=1)
         await redis.xack(stream, GROUP, *[e for e, _ in await redis.xrange(stream, count=1)])

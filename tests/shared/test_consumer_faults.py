@@ -51,7 +51,7 @@ async def test_sigkill_at_random_instants_neither_loses_nor_doubles_an_event(
         async with asyncio.timeout(60):
             while await redis.hlen(f"{key_prefix}counts") < EVENTS:
                 await asyncio.sleep(0.1)
-            stream = f"{key_prefix}events:chat"
+            stream = make_settings().keys.channel_stream("chat", "demo")
             while (await redis.xpending(stream, "crashgroup"))["pending"]:
                 await asyncio.sleep(0.1)
     finally:
@@ -72,7 +72,14 @@ async def test_runner_reconnects_after_a_redis_restart_and_counts_everything_onc
         consumer_name="c1",
         consumer_block_ms=50,
     )
-    runner = ConsumerRunner(client, settings, "g", CountingHandler("counts"), [Stream.CHAT])
+    runner = ConsumerRunner(
+        client,
+        settings,
+        "g",
+        CountingHandler("counts"),
+        [Stream.CHAT],
+        partition=settings.partitioning.of("demo"),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

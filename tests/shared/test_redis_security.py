@@ -124,7 +124,13 @@ async def publish_and_consume(url: str, prefix: str) -> None:
         event = ChatEvent(id="c0", channel="demo", ts=TS, source="sim", user="u", text="hi")
         assert await Publisher(redis, settings).publish(event)
         counts_key = f"{prefix}counts"
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(counts_key))
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler(counts_key),
+            partition=settings.partitioning.of("demo"),
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
         try:
@@ -133,7 +139,9 @@ async def publish_and_consume(url: str, prefix: str) -> None:
             stop.set()
             await asyncio.wait_for(task, timeout=5)
         assert await redis.hgetall(counts_key) == {"chat:c0": "1"}
-        assert (await redis.xpending(settings.keys.stream("chat"), GROUP))["pending"] == 0
+        assert (await redis.xpending(settings.keys.channel_stream("chat", "demo"), GROUP))[
+            "pending"
+        ] == 0
         assert runner.summary.reconnects == 0
     finally:
         await redis.aclose()
@@ -223,7 +231,13 @@ class TestPassword:
         caplog.set_level(logging.DEBUG)
         settings = consumer_settings(password_server.url_with(password=WRONG), prefix)
         redis = connect_settings(settings)
-        runner = ConsumerRunner(redis, settings, GROUP, CountingHandler(f"{prefix}counts"))
+        runner = ConsumerRunner(
+            redis,
+            settings,
+            GROUP,
+            CountingHandler(f"{prefix}counts"),
+            partition=settings.partitioning.of("demo"),
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
         try:

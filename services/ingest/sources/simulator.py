@@ -4,8 +4,9 @@ For each configured channel, :class:`SimSource` runs one simulated broadcast on 
 simulated clock that starts at ``start`` and advances ``SIM_TICK_S`` per step
 (the model is :mod:`services.ingest.sources.audience`); every event's ``ts`` is
 read off that clock, so consumers cannot tell a 240x run from a live stream. The
-activity on air is learnt from ``activity_changed`` on ``events:lifecycle``, through one
-:class:`~services.ingest.sources.activity_follower.ActivityFollower` for every channel.
+activity on air is learnt from ``activity_changed`` on ``events:{pNN}:lifecycle``,
+through one :class:`~services.ingest.sources.activity_follower.ActivityFollower` (one
+per partition on a Redis Cluster).
 """
 
 from __future__ import annotations
@@ -92,20 +93,27 @@ class SimSource:
         Each broadcast opens with ``stream_started`` and closes with ``stream_ended``.
         """
         start = as_utc(self.start or utc_now())
-        lifecycle = self.settings.keys.stream(Stream.LIFECYCLE)
-        cursor = await until_connected(
-            lambda: _stream_end(self.redis, lifecycle),
+        keys, channels = self.settings.keys, self.settings.channels
+        lifecycles = [
+            keys.stream(Stream.LIFECYCLE, p)
+            for p in keys.partitions.channels_by_partition(channels)
+        ]
+        cursors = await until_connected(
+            lambda: asyncio.gather(*(_stream_end(self.redis, key) for key in lifecycles)),
             _unreachable,
             stop=stop,
             attempts_once_stopped=ATTEMPTS_AFTER_STOP,
         )
-        runs = {channel: _ChannelRun(self, channel, start) for channel in self.settings.channels}
+        runs = {channel: _ChannelRun(self, channel, start) for channel in channels}
 
         def listen(event: ActivityChangedEvent) -> None:
             if event.channel in runs:
                 runs[event.channel].apply(event)
 
-        follower = ActivityFollower(self.redis, lifecycle, cursor or "0-0", listen)
+        starts = dict(zip(lifecycles, cursors or ["0-0"] * len(lifecycles), strict=True))
+        one_node = isinstance(self.redis, Redis)  # a cluster client cannot XREAD across slots
+        groups = [starts] if one_node else [{key: start} for key, start in starts.items()]
+        followers = [ActivityFollower(self.redis, group, listen) for group in groups]
         done = asyncio.Event()
 
         async def broadcasts() -> None:
@@ -114,7 +122,7 @@ class SimSource:
             finally:
                 done.set()
 
-        await asyncio.gather(broadcasts(), follower.run(done))
+        await asyncio.gather(broadcasts(), *(follower.run(done) for follower in followers))
 
 
 class _ChannelRun:

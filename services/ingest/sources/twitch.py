@@ -346,7 +346,7 @@ class TwitchSource:
     async def _dead_letter(self, event: EventBase, reason: str) -> None:
         """Send a refused notification's event to ``events:dead`` with the reason."""
         log.warning("dead-lettering EventSub %s %s: %s", event.type, event.id, reason)
-        stream_key = self._settings.keys.stream(event.stream)
+        stream_key = self._settings.keys.channel_stream(event.stream, event.channel)
         await self._buffer.dead_letter(dead_letter_of(event, reason, DEAD_LETTER_GROUP, stream_key))
 
     async def _poll_forever(self, client: twitchio.Client, channel: str) -> None:

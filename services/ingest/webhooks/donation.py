@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from services.ingest.settings import IngestSettings
+from services.ingest.state import ingest_state
 from services.ingest.webhooks.body import read_capped, require_json
 from services.ingest.webhooks.donation_payloads import DonationPayloadError, parse_donations
 from services.ingest.webhooks.submit import submit
@@ -31,7 +32,7 @@ router = APIRouter(tags=["webhooks"])
 async def donations(request: Request, channel: str | None = Query(default=None)) -> JSONResponse:
     """Authenticate with ``Authorization: Bearer <DONATION_WEBHOOK_SECRET>`` or
     ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``, then publish each donation."""
-    settings: IngestSettings = request.app.state.settings
+    settings = ingest_state(request).settings
     target = _channel(settings, channel)
     require_json(request)
     body = await read_capped(

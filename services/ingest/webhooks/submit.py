@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from fastapi import HTTPException, Request, status
 
-from services.ingest.buffer import BufferFull, PublishBuffer
+from services.ingest.buffer import BufferFull
+from services.ingest.state import ingest_state
 from shared.clock import FutureTimestampError
 from shared.events import EventBase, refuse_future_events
 from shared.publisher import PublishResult
@@ -28,14 +29,14 @@ async def submit(
     buffer keeps none of them and answers 503 with ``Retry-After``, so the sender
     delivers again later.
     """
-    buffer: PublishBuffer = request.app.state.buffer
+    state = ingest_state(request)
     try:
-        refuse_future_events(events, request.app.state.settings.max_clock_skew_s)
+        refuse_future_events(events, state.settings.max_clock_skew_s)
     except FutureTimestampError as error:
         log.warning("refused a %s delivery: %s", source, error)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
     try:
-        return await buffer.submit(events, source)
+        return await state.buffer.submit(events, source)
     except BufferFull as error:
         log.error("refused a %s delivery: %s", source, error)
         raise HTTPException(

@@ -1,11 +1,10 @@
 """``POST /webhooks/twitch``: the Twitch EventSub webhook transport.
 
-Include :data:`router` in the ingest app, with ``app.state.settings``
-(:class:`~services.ingest.settings.IngestSettings`), ``app.state.buffer``
-(:class:`~services.ingest.buffer.PublishBuffer`) and ``app.state.redis`` (for the
-message-id markers) set. ``app.state.twitch_live_streams`` (a
-:class:`~services.ingest.sources.eventsub.LiveStreams`) is created on first use; set it to
-the WebSocket source's ``live`` tracker to share one.
+Include :data:`router` in an app whose lifespan sets its typed state
+(:class:`~services.ingest.state.IngestState`): the settings, the outage buffer
+events are submitted to, Redis (for the message-id markers) and the
+:class:`~services.ingest.sources.eventsub.LiveStreams` tracker notifications are
+mapped with (its own, or the WebSocket source's ``live`` to share one).
 
 Every request is checked before anything is read or published, in this order:
 secret configured (503), JSON content type (415), signing headers present (403),
@@ -39,10 +38,10 @@ from services.ingest.settings import IngestSettings
 from services.ingest.sources.eventsub import (
     EventSubPayloadError,
     Ignored,
-    LiveStreams,
     Notification,
     map_notification,
 )
+from services.ingest.state import ingest_state
 from services.ingest.webhooks.body import read_capped
 from services.ingest.webhooks.submit import submit
 from shared.clock import parse_ts, utc_now
@@ -72,7 +71,7 @@ class SignedMessage:
 @router.post("/webhooks/twitch")
 async def twitch_webhook(request: Request) -> Response:
     """Verify a Twitch EventSub webhook request, then answer or publish what it carries."""
-    settings: IngestSettings = request.app.state.settings
+    settings = ingest_state(request).settings
     secret = _secret(settings)
     _require_json(request)
     headers = _signed_headers(request)
@@ -163,10 +162,10 @@ def _log_revocation(message: dict[str, Any]) -> None:
 async def _notification(
     request: Request, headers: SignedMessage, message: dict[str, Any]
 ) -> Response:
-    state = request.app.state
+    state = ingest_state(request)
     try:
         notification = Notification.from_payload(headers.message_id, headers.timestamp, message)
-        result = map_notification(notification, state.settings, _live_streams(request))
+        result = map_notification(notification, state.settings, state.twitch_live_streams)
     except (EventSubPayloadError, ValueError, ArithmeticError, RecursionError) as error:
         # EventSubPayloadError names the field; anything else a value raised on the way
         # (an overflowing time, a number past Python's digit limit) is the payload's fault too.
@@ -187,8 +186,8 @@ async def _publish_once(request: Request, message_id: str, event: EventBase) -> 
     publisher's atomic ``source`` + ``id`` dedupe drops it if it had landed). A
     marker set first would answer that retry 204 and lose the event.
     """
-    settings: IngestSettings = request.app.state.settings
-    redis: Redis = request.app.state.redis
+    state = ingest_state(request)
+    settings, redis = state.settings, state.redis
     marker = settings.keys.twitch_webhook_message(message_id)
     if await _handled_before(redis, marker):
         log.info("ignored redelivered Twitch webhook message %s", message_id)
@@ -196,7 +195,7 @@ async def _publish_once(request: Request, message_id: str, event: EventBase) -> 
     result = await submit(request, [event], "twitch-webhook")
     if result is not None:  # None: held until Redis answers; the publisher's dedupe covers it
         await _remember(redis, marker, settings.webhook_max_age_s)
-    _live_streams(request).observe(event)
+    state.twitch_live_streams.observe(event)
 
 
 async def _handled_before(redis: Redis, marker: str) -> bool:
@@ -211,14 +210,6 @@ async def _remember(redis: Redis, marker: str, ttl_s: int) -> None:
     """Mark the message id handled for ``ttl_s`` (an older message is refused anyway)."""
     with contextlib.suppress(*CONNECTION_ERRORS):
         await redis.set(marker, "1", ex=ttl_s)
-
-
-def _live_streams(request: Request) -> LiveStreams:
-    state = request.app.state
-    live: LiveStreams | None = getattr(state, "twitch_live_streams", None)
-    if live is None:
-        live = state.twitch_live_streams = LiveStreams()
-    return live
 
 
 def _subscription_type(message: dict[str, Any]) -> str:

@@ -7,6 +7,9 @@ from typing import Any, TypeVar, cast
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+from redis.commands.core import AsyncScript
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -137,6 +140,26 @@ def connect_settings(settings: BaseServiceSettings) -> Redis:
     if settings.redis_cluster:
         return cast(Redis, connect_cluster(url, max_connections=limit))
     return connect(url, max_connections=limit)
+
+
+async def queue_script(
+    tx: Pipeline | ClusterPipeline, script: AsyncScript, keys: list[str], args: list[str]
+) -> None:
+    """Queue ``script`` on the transaction ``tx`` so that it cannot fail for a missing script.
+
+    Inside MULTI, Redis runs every queued command even when one of them fails, and
+    ``EVALSHA`` of a script the node does not know fails only at EXEC (``NOSCRIPT``):
+    the runner's XACKs would then commit without the effects. A plain
+    :class:`~redis.asyncio.client.Pipeline` loads its scripts before MULTI, but redis-py's
+    ``ClusterPipeline`` queues a bare ``EVALSHA``, and a promoted replica knows no
+    scripts (Redis does not replicate the script cache). So on a cluster the script is
+    queued as ``EVAL`` with its text: one round trip still, and it cannot meet NOSCRIPT.
+    """
+    if isinstance(tx, Pipeline):
+        await script(keys=keys, args=args, client=tx)
+    else:
+        text = script.script if isinstance(script.script, str) else script.script.decode()
+        tx.eval(text, len(keys), *keys, *args)
 
 
 def redact_url(url: str) -> str:

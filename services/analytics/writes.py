@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from shared.redis_client import queue_script
+
 APPLY_SCRIPT = """
 local ops = cjson.decode(ARGV[1])
 local function chunked(command, key, flag, args, step)
@@ -197,7 +199,7 @@ class BatchWrites:
         """Queue the script call applying every write on ``tx`` (a MULTI pipeline)."""
         keys, ops = self.packed()
         if keys:
-            await script(keys=keys, args=[ops], client=tx)
+            await queue_script(tx, script, keys, [ops])
 
 
 def apply_script(redis: Redis) -> AsyncScript:

@@ -41,7 +41,7 @@ import pydantic
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from shared.clock import utc_now
 from shared.events import (
@@ -90,7 +90,15 @@ class Handler(Protocol):
 
         Do not execute ``tx``: the runner adds the XACKs and commits both at once.
         Reads must use another client. Raise to have the batch retried entry by entry.
+        Queue scripts with :func:`shared.redis_client.queue_script`: on a cluster
+        (``tx`` is then a ``ClusterPipeline``) a bare EVALSHA of a script the node does
+        not know fails alone at EXEC, while the rest of the transaction commits.
         """
+
+
+class ScriptMissing(ConnectionError):
+    """A node answered NOSCRIPT: transient, so the runner backs off and reads its
+    pending entries again, as after a lost connection (a ``ConnectionError``)."""
 
 
 class ConsumerGroupMissing(RuntimeError):
@@ -189,6 +197,8 @@ class ConsumerRunner:
         except ResponseError as error:
             if _is_nogroup(error):
                 raise _group_missing(error, self.group) from error
+            if _is_noscript(error):
+                raise ScriptMissing(f"{error} (a promoted replica knows no scripts)") from error
             raise
 
     async def _step(self) -> int:
@@ -209,7 +219,7 @@ class ConsumerRunner:
         except WatchError:
             return self._fenced(len(entries))
         except Exception as error:
-            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+            if _is_transient(error):
                 raise
             log.warning(
                 "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
@@ -377,7 +387,7 @@ class ConsumerRunner:
         except WatchError:
             self._fenced(1)
         except Exception as error:
-            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+            if _is_transient(error):
                 raise
             await self._record_failure(delivery, stream, error)
 
@@ -429,6 +439,23 @@ class ConsumerRunner:
         log.warning("%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s)
         self.summary.reconnects += 1
         self._reread_pending = True
+
+
+def _is_transient(error: Exception) -> bool:
+    """Errors that say nothing about the batch, so never count towards dead-lettering it.
+
+    Redis unreachable (failover errors included), the group gone (the runner stops),
+    or ``NOSCRIPT``: a promoted replica knows no scripts (Redis does not replicate the
+    script cache). The runner backs off and reads its pending entries again; a script
+    called directly reloads itself, and one queued through ``queue_script`` is sent
+    as EVAL on a cluster, so the retry finds it.
+    """
+    return isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error) or _is_noscript(error)
+
+
+def _is_noscript(error: Exception) -> bool:
+    """NOSCRIPT, whether redis-py raised it as such or inside a pipeline's error."""
+    return isinstance(error, NoScriptError) or "No matching script" in str(error)
 
 
 def _is_nogroup(error: Exception) -> bool:

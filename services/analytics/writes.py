@@ -195,11 +195,12 @@ class BatchWrites:
             add("expire", key, [str(ttl)])
         return list(keys), json.dumps(ops, ensure_ascii=False)
 
-    async def queue(self, tx: Pipeline, script: AsyncScript) -> None:
-        """Queue the script call applying every write on ``tx`` (a MULTI pipeline)."""
+    async def queue(self, tx: Pipeline, script: AsyncScript | None = None) -> None:
+        """Queue the script call applying every write on ``tx`` (a MULTI pipeline);
+        without a registered ``script``, its text (sent as EVAL)."""
         keys, ops = self.packed()
         if keys:
-            await queue_script(tx, script, keys, [ops])
+            await queue_script(tx, script or APPLY_SCRIPT, keys, [ops])
 
 
 def apply_script(redis: Redis) -> AsyncScript:

@@ -41,9 +41,17 @@ import pydantic
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from shared.clock import utc_now
+from shared.consumer_errors import (
+    ConsumerGroupMissing,
+    ScriptMissing,
+    group_missing,
+    is_nogroup,
+    is_noscript,
+    is_transient,
+)
 from shared.events import (
     DeadLetter,
     Event,
@@ -54,10 +62,18 @@ from shared.events import (
 )
 from shared.keys import EVENT_STREAMS, Stream
 from shared.reconnect import until_connected
-from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ConsumerGroupMissing",
+    "ConsumerRunner",
+    "Delivery",
+    "Handler",
+    "RunSummary",
+    "default_consumer_name",
+]
 
 CONSUMED = Counter(
     "streamloop_events_consumed_total", "Entries handled and acked.", ["group", "stream"]
@@ -94,15 +110,6 @@ class Handler(Protocol):
         (``tx`` is then a ``ClusterPipeline``) a bare EVALSHA of a script the node does
         not know fails alone at EXEC, while the rest of the transaction commits.
         """
-
-
-class ScriptMissing(ConnectionError):
-    """A node answered NOSCRIPT: transient, so the runner backs off and reads its
-    pending entries again, as after a lost connection (a ``ConnectionError``)."""
-
-
-class ConsumerGroupMissing(RuntimeError):
-    """The consumer group vanished while running (stream deleted or Redis lost its data)."""
 
 
 @dataclass
@@ -195,9 +202,9 @@ class ConsumerRunner:
         try:
             return await self._step()
         except ResponseError as error:
-            if _is_nogroup(error):
-                raise _group_missing(error, self.group) from error
-            if _is_noscript(error):
+            if is_nogroup(error):
+                raise group_missing(error, self.group) from error
+            if is_noscript(error):
                 raise ScriptMissing(f"{error} (a promoted replica knows no scripts)") from error
             raise
 
@@ -216,10 +223,10 @@ class ConsumerRunner:
         batch = self._sort(entries)
         try:
             await self._commit(batch.deliveries, batch.dead, batch.acks)
-        except WatchError:
-            return self._fenced(len(entries))
+        except WatchError as error:
+            return self._fenced(len(entries), error)
         except Exception as error:
-            if _is_transient(error):
+            if is_transient(error):
                 raise
             log.warning(
                 "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
@@ -384,10 +391,10 @@ class ConsumerRunner:
         stream = self.keys.stream(delivery.stream, self.partition)
         try:
             await self._commit([delivery], [], {stream: [delivery.entry_id]})
-        except WatchError:
-            self._fenced(1)
+        except WatchError as error:
+            self._fenced(1, error)
         except Exception as error:
-            if _is_transient(error):
+            if is_transient(error):
                 raise
             await self._record_failure(delivery, stream, error)
 
@@ -410,8 +417,13 @@ class ConsumerRunner:
         letter = self._dead_letter(stream, delivery.entry_id, fields, reason)
         await self._commit([], [letter], {stream: [delivery.entry_id]})
 
-    def _fenced(self, size: int) -> int:
-        log.warning("%s: another consumer took over a batch of %d; dropped it", self.group, size)
+    def _fenced(self, size: int, error: WatchError) -> int:
+        """The commit was refused: the fence moved (another consumer took the batch over),
+        or, on a cluster, the connection failed while watching (redis-py raises
+        WatchError then too, even if EXEC ran). Either way re-reading the pending entries
+        is right: what committed is acked, so only what did not comes back.
+        """
+        log.warning("%s: commit of a batch of %d refused (%s); dropped it", self.group, size, error)
         self.summary.fenced_batches += 1
         self._reread_pending = True
         return 0
@@ -439,31 +451,3 @@ class ConsumerRunner:
         log.warning("%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s)
         self.summary.reconnects += 1
         self._reread_pending = True
-
-
-def _is_transient(error: Exception) -> bool:
-    """Errors that say nothing about the batch, so never count towards dead-lettering it.
-
-    Redis unreachable (failover errors included), the group gone (the runner stops),
-    or ``NOSCRIPT``: a promoted replica knows no scripts (Redis does not replicate the
-    script cache). The runner backs off and reads its pending entries again; a script
-    called directly reloads itself, and one queued through ``queue_script`` is sent
-    as EVAL on a cluster, so the retry finds it.
-    """
-    return isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error) or _is_noscript(error)
-
-
-def _is_noscript(error: Exception) -> bool:
-    """NOSCRIPT, whether redis-py raised it as such or inside a pipeline's error."""
-    return isinstance(error, NoScriptError) or "No matching script" in str(error)
-
-
-def _is_nogroup(error: Exception) -> bool:
-    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
-
-
-def _group_missing(error: ResponseError, group: str) -> ConsumerGroupMissing:
-    return ConsumerGroupMissing(
-        f"consumer group {group!r} is gone ({error}): a stream was deleted or Redis lost its "
-        "data; restart the service to recreate the group from the start of each stream"
-    )

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pydantic
-from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
@@ -52,6 +51,7 @@ from shared.consumer_errors import (
     is_noscript,
     is_transient,
 )
+from shared.consumer_metrics import CONSUMED, DEAD_LETTERED, update_lag
 from shared.events import (
     DeadLetter,
     Event,
@@ -74,18 +74,6 @@ __all__ = [
     "RunSummary",
     "default_consumer_name",
 ]
-
-CONSUMED = Counter(
-    "streamloop_events_consumed_total", "Entries handled and acked.", ["group", "stream"]
-)
-DEAD_LETTERED = Counter(
-    "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
-)
-LAG = Gauge(
-    "streamloop_consumer_lag",
-    "Entries not yet read by the group, per partition's stream.",
-    ["group", "stream", "partition"],
-)
 
 
 @dataclass(frozen=True)
@@ -437,11 +425,7 @@ class ConsumerRunner:
             DEAD_LETTERED.labels(self.group, self.keys.kind_of(letter.stream).value).inc()
 
     async def _update_lag(self) -> None:
-        for stream in self.streams:
-            for info in await self.redis.xinfo_groups(stream):
-                if info.get("name") == self.group and info.get("lag") is not None:
-                    kind = self.keys.kind_of(stream).value
-                    LAG.labels(self.group, kind, str(self.partition)).set(info["lag"])
+        await update_lag(self.redis, self.group, self.streams, self.keys, self.partition)
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""

@@ -103,12 +103,25 @@ async def applied(redis: RedisCluster | Redis, settings: AnalyticsSettings) -> i
 
 async def caught_up(redis: RedisCluster | Redis, settings: AnalyticsSettings) -> bool:
     """Analytics' group has read and acked every entry of every stream."""
+    return not await backlog(redis, settings)
+
+
+async def backlog(redis: RedisCluster | Redis, settings: AnalyticsSettings) -> dict[str, Any]:
+    """The streams analytics' group has not read or acked to the end: their group info.
+
+    Unread means an entry after the group's last delivered id, not XINFO's ``lag``:
+    that is an estimate, and after a failover the promoted replica's stayed off.
+    """
+    behind = {}
     for stream in streams(settings):
         groups = {g["name"]: g for g in await redis.xinfo_groups(stream)}
         group = groups.get(GROUP)
-        if group is None or group["lag"] != 0 or group["pending"] != 0:
-            return False
-    return True
+        unread = group is not None and await redis.xrange(
+            stream, f"({group['last-delivered-id']}", "+", count=1
+        )
+        if group is None or group["pending"] != 0 or unread:
+            behind[stream] = group
+    return behind
 
 
 async def metrics_current(redis: RedisCluster, settings: AnalyticsSettings) -> bool:

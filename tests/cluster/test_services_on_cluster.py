@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,8 +60,11 @@ async def reported(redis: RedisCluster) -> bool:
     return all([await redis.zcard(keys.retro_index(ch)) > 0 for ch in CHANNELS])
 
 
-async def finish(services: dict[str, Service], client: RedisCluster) -> dict[str, int]:
-    """Stop ingest (every simulated stream ends), wait for the work to drain, stop the rest."""
+async def finish(
+    services: dict[str, Service], client: RedisCluster, *, look: Any = None
+) -> dict[str, int]:
+    """Stop ingest (every simulated stream ends), wait for the work to drain, ``await
+    look()`` if given (the services still up), stop the rest; the exit codes."""
     settings = probe_settings("redis://unused")
     codes = {"ingest": services["ingest"].stop()}
     await until(lambda: reported(client), 40, "a retro report of every channel")
@@ -74,9 +78,29 @@ async def finish(services: dict[str, Service], client: RedisCluster) -> dict[str
     except AssertionError as error:
         raise AssertionError(f"{error}: {await backlog(client, settings)}") from None
     await until(lambda: metrics_current(client, settings), 20, "the figures of the last version")
+    if look is not None:
+        await look()
     for name in ("retro", "orchestrator", "analytics"):
         codes[name] = services[name].stop()
     return codes
+
+
+async def dashboard(analytics: Service, answers: dict[str, int]) -> None:
+    """GET every dashboard API of every channel, and its first retro page; the statuses.
+
+    Not ``/bandit``: it answers 404 until the orchestrator stored a channel's bandit in
+    Redis, which a short run does not reach on a single server either.
+    """
+    async with httpx.AsyncClient(base_url=analytics.url) as http:
+        paths = ["/api/channels?limit=50", "/channels"]
+        for channel in CHANNELS:
+            api = f"/api/channels/{channel}"
+            paths += [f"{api}/{n}" for n in ("metrics", "summary", "timeline", "donations")]
+            paths += [f"{api}/retros"]
+            retros = (await http.get(f"{api}/retros")).json()
+            paths += [link["url"] for link in retros[:1]]
+        for path in paths:
+            answers[path] = (await http.get(path)).status_code
 
 
 def sim_published(ingest: Service) -> int:
@@ -92,10 +116,10 @@ async def test_the_services_on_a_cluster_use_every_master_and_count_every_event_
     settings = probe_settings(fresh_cluster.url)
     try:
         await until(lambda: decided(client, CHANNELS), 60, "a decision on every channel")
-        async with httpx.AsyncClient(base_url=services["analytics"].url) as http:
-            overview = await http.get("/api/channels", params={"limit": 50})
-            figures = await http.get(f"/api/channels/{CHANNELS[0]}/metrics")
-        codes = await finish(services, client)
+        answers: dict[str, int] = {}
+        codes = await finish(
+            services, client, look=lambda: dashboard(services["analytics"], answers)
+        )
         events = await events_on_streams(client, settings)
         actual = await state(client, settings)
         total_applied = await applied(client, settings)
@@ -107,8 +131,7 @@ async def test_the_services_on_a_cluster_use_every_master_and_count_every_event_
     expected = await reference(redis_url, redis, key_prefix, events)
 
     assert codes == dict.fromkeys(NAMES, 0), {n: services[n].output()[-2000:] for n in NAMES}
-    assert overview.status_code == 200, overview.text
-    assert figures.status_code == 200, figures.text
+    assert answers and {p: s for p, s in answers.items() if s != 200} == {}
     assert len(sizes) == 3 and min(sizes.values()) > 0, sizes
     assert {e.channel for e in events} == set(CHANNELS)
     assert sim_published(services["ingest"]) == Counter(e.source for e in events)["sim"]

@@ -1,6 +1,10 @@
-"""The consumer runner's Prometheus metrics, and the lag gauge's reading."""
+"""The consumer runner's counts: its Prometheus metrics, the lag gauge's reading, and
+the summary of a runner's life."""
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
@@ -40,3 +44,25 @@ async def update_lag(
                     lag = 0
                 kind = keys.kind_of(stream).value
                 LAG.labels(group, kind, str(partition)).set(lag)
+
+
+@dataclass
+class RunSummary:
+    """Counts of one runner's life, logged in one line when it stops."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    claimed: int = 0
+    fenced_batches: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, group: str, consumer: str) -> str:
+        """The one-line summary printed at shutdown."""
+        elapsed = time.monotonic() - self.started
+        return (
+            f"consumer {group}/{consumer} stopped after {elapsed:.1f} s: "
+            f"{self.handled} handled, {self.dead_lettered} dead-lettered, "
+            f"{self.claimed} claimed from dead consumers, {self.fenced_batches} batches "
+            f"dropped after a takeover, {self.reconnects} reconnects"
+        )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 from redis.asyncio import Redis
 
 from shared.bandit import (
-    DEFAULT_ARMS,
     ArmState,
     Estimate,
     ThompsonBandit,
@@ -22,9 +20,7 @@ from shared.bandit import (
 )
 from shared.keys import Keys
 from shared.redis_client import connect
-
-ARMS = list(DEFAULT_ARMS)
-Factory = Callable[..., ThompsonBandit]
+from tests.shared.bandits import ARMS, Factory, bandit_factory, give
 
 
 @pytest.fixture
@@ -35,12 +31,7 @@ def keys(key_prefix: str) -> Keys:
 @pytest.fixture
 def make_bandit(redis: Redis, keys: Keys) -> Factory:
     """A bandit on the test Redis (channel ``demo`` unless told), seeded rng by default."""
-
-    def build(channel: str = "demo", client: Redis | None = None, **options: Any) -> ThompsonBandit:
-        options.setdefault("rng", np.random.default_rng(0))
-        return ThompsonBandit(client or redis, keys, channel, ARMS, **options)
-
-    return build
+    return bandit_factory(redis, keys)
 
 
 @pytest.fixture
@@ -50,11 +41,6 @@ async def replicas(redis_url: str) -> AsyncIterator[list[Redis]]:
     yield clients
     for client in clients:
         await client.aclose()
-
-
-async def give(bandit: ThompsonBandit, arm: str, rewards: list[float]) -> None:
-    for reward in rewards:
-        await bandit.update(arm, reward)
 
 
 # --- choosing --------------------------------------------------------------------------------

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from redis.asyncio import Redis
 
 from shared.bandit import (
-    DEFAULT_ARMS,
     ArmState,
     BanditStateError,
     ThompsonBandit,
     channel_path,
 )
 from shared.keys import Keys
-
-ARMS = list(DEFAULT_ARMS)
-Factory = Callable[..., ThompsonBandit]
+from tests.shared.bandits import ARMS, Factory, bandit_factory, give
 
 
 @pytest.fixture
@@ -33,17 +28,7 @@ def keys(key_prefix: str) -> Keys:
 @pytest.fixture
 def make_bandit(redis: Redis, keys: Keys) -> Factory:
     """A bandit on the test Redis (channel ``demo`` unless told), seeded rng by default."""
-
-    def build(channel: str = "demo", **options: Any) -> ThompsonBandit:
-        options.setdefault("rng", np.random.default_rng(0))
-        return ThompsonBandit(redis, keys, channel, ARMS, **options)
-
-    return build
-
-
-async def give(bandit: ThompsonBandit, arm: str, rewards: list[float]) -> None:
-    for reward in rewards:
-        await bandit.update(arm, reward)
+    return bandit_factory(redis, keys)
 
 
 def saved(path: Path, channel: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from services.orchestrator.app import advisor_for, build_loop
 from services.orchestrator.claude import request_body
+from services.orchestrator.claude_usage import Usage
 from services.orchestrator.context import MetricsReader, render
 from services.orchestrator.settings import OrchestratorSettings
 from shared.bandit import DEFAULT_ARMS, ThompsonBandit
@@ -83,14 +84,7 @@ async def measure(url: str, state_dir: str) -> dict[str, list[float]]:
             seen = await follow_lifecycle(redis, settings, seen)
             if decision is None or decision.usage is None:
                 continue
-            usage = decision.usage
-            out["tick"].append(elapsed)
-            out["claude"].append(usage.latency_ms)
-            out["in"].append(usage.input_tokens)
-            out["cached"].append(usage.cache_read_tokens)
-            out["write"].append(usage.cache_write_tokens)
-            out["out"].append(usage.output_tokens)
-            out["cost"].append(usage.cost_usd)
+            record_usage(out, elapsed, decision.usage)
             at_ms = int((START + timedelta(seconds=30 * n)).timestamp() * 1000)
             situation = await reader.situation(
                 "demo",
@@ -104,6 +98,17 @@ async def measure(url: str, state_dir: str) -> dict[str, list[float]]:
         await advisor.close()
         await redis.aclose()
     return out
+
+
+def record_usage(out: dict[str, list[float]], tick_ms: float, usage: Usage) -> None:
+    """One decision's tick time and Claude usage, appended to ``out``'s columns."""
+    out["tick"].append(tick_ms)
+    out["claude"].append(usage.latency_ms)
+    out["in"].append(usage.input_tokens)
+    out["cached"].append(usage.cache_read_tokens)
+    out["write"].append(usage.cache_write_tokens)
+    out["out"].append(usage.output_tokens)
+    out["cost"].append(usage.cost_usd)
 
 
 def bench_claude() -> str:

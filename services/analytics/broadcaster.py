@@ -1,7 +1,11 @@
 """What every analytics replica pushes to its own clients.
 
-* every ``BROADCAST_INTERVAL_S``: recompute each channel's figures (all replicas
-  do; the write is compare-and-set) and send ``stream_state`` + ``metrics_update``;
+* every ``BROADCAST_INTERVAL_S``: recompute the figures of each channel in a
+  partition this replica holds (``partitions()``, from the lease keeper: the
+  replica that applies a channel's events computes its figures; the write is
+  compare-and-set, so an overlap during a lease move is harmless), and send
+  ``stream_state`` + ``metrics_update`` of **every** channel with clients here,
+  read from its ``metrics:`` hash, whoever computed it;
 * each donation or bits cheer: ``donation`` then ``revenue_point``, pushed from a
   plain XREAD tail of ``events:{pNN}:donation`` (not the consumer group), so every
   replica sees every donation and a client gets the same messages whichever
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +45,12 @@ class Broadcaster:
     """Periodic figures and instant donation pushes for one replica's clients."""
 
     def __init__(
-        self, redis: Redis, settings: AnalyticsSettings, hub: Hub, computer: MetricsComputer
+        self,
+        redis: Redis,
+        settings: AnalyticsSettings,
+        hub: Hub,
+        computer: MetricsComputer,
+        partitions: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -48,6 +58,8 @@ class Broadcaster:
         self.hub = hub
         self.computer = computer
         self.zone = ZoneInfo(settings.timezone)
+        self.partitions = partitions or settings.partitioning.all
+        self.by_partition = settings.partitioning.channels_by_partition(settings.channels)
 
     async def run_ticks(self, stop: asyncio.Event) -> None:
         """Recompute and broadcast every interval until ``stop``; survive Redis outages."""
@@ -62,12 +74,18 @@ class Broadcaster:
                 return
 
     async def tick(self) -> None:
-        """One round: every channel's figures recomputed, watched channels broadcast."""
+        """One round: figures of the held partitions' channels recomputed, watched ones sent."""
+        held = set(self.partitions())
         for channel in self.settings.channels:
-            await self.computer.recompute(channel)
+            if self.keys.partitions.of(channel) in held:
+                await self.computer.recompute(channel)
             if self.hub.has_clients(channel):
                 for frame in await self.snapshot_frames(channel):
                     self.hub.publish(channel, frame)
+
+    def channels_of(self, partitions: Iterable[int]) -> list[str]:
+        """The configured channels in ``partitions``."""
+        return [c for p in sorted(set(partitions)) for c in self.by_partition.get(p, [])]
 
     async def snapshot_frames(self, channel: str) -> list[str]:
         """``stream_state`` and ``metrics_update`` from the channel's metrics hash."""

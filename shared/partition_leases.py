@@ -25,6 +25,7 @@ import functools
 import logging
 import time
 import zlib
+from collections.abc import Callable
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
@@ -60,6 +61,7 @@ class PartitionLeaseKeeper:
         """Leases taken so far (at start, from dead replicas, or given back by others)."""
         self.given_back = 0
         """Leases given back as excess over the fair share."""
+        self._listeners: list[Callable[[], None]] = []
         self.held_at_stop: list[int] = []
         """The partitions held when :meth:`give_back_all` ran (for a last recompute)."""
 
@@ -67,6 +69,10 @@ class PartitionLeaseKeeper:
     def replica(self) -> str:
         """This replica's name in the leases."""
         return self.leases.replica
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the held partitions change (e.g. to wake the consumer)."""
+        self._listeners.append(listener)
 
     def held(self) -> list[int]:
         """The partitions this replica holds now, in order."""
@@ -142,5 +148,9 @@ class PartitionLeaseKeeper:
         return [(offset + n) % self.count for n in range(self.count)]
 
     def _set_held(self, held: set[int]) -> None:
+        changed = held != self._held
         self._held = set(held)
         HELD.labels(self.group).set(len(held))
+        if changed:
+            for listener in self._listeners:
+                listener()

@@ -31,7 +31,6 @@ from shared.consumer import ConsumerRunner, Handler, RunSummary, default_consume
 from shared.keys import Stream
 from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
-from shared.waiting import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +103,7 @@ class PartitionedConsumer:
         self.consumer = settings.consumer_name or default_consumer_name()
         self._partitions = partitions or settings.partitioning.all
         self.claim_at_start = claim_at_start
+        self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
         self._finished: list[RunSummary] = []
 
@@ -134,11 +134,27 @@ class PartitionedConsumer:
             while True:
                 self._rebalance(set(self._partitions()))
                 self._raise_if_a_runner_died()
-                if await wait_or_stop(stop, RESCAN_INTERVAL_S):
+                if await self._pause(stop):
                     break
         finally:
             await self._stop(list(self._running))
         return self.summary
+
+    def wake(self) -> None:
+        """Look at ``partitions()`` again now (the lease keeper calls this when they change)."""
+        self._wake.set()
+
+    async def _pause(self, stop: asyncio.Event) -> bool:
+        """Wait ``RESCAN_INTERVAL_S``, or less if stopped or woken; True when stopped."""
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=RESCAN_INTERVAL_S, return_when="FIRST_COMPLETED")
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        self._wake.clear()
+        return stop.is_set()
 
     def _rebalance(self, wanted: set[int]) -> None:
         for partition in sorted(wanted - set(self._running)):

@@ -68,6 +68,7 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
         runner = PartitionedConsumer(
             redis, settings, GROUP, handler, partitions=keeper.held, claim_at_start=True
         )
+        keeper.on_change(runner.wake)
         set_state(app, AnalyticsState(redis, life.supervisor, settings, hub, broadcaster, keeper))
         life.start("leases", lambda: keeper.run(stop))
         life.start("consumer", lambda: runner.run(stop))

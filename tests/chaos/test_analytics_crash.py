@@ -85,6 +85,7 @@ def analytics_env(redis_url: str, prefix: str, name: str) -> dict[str, str]:
         "CONSUMER_NAME": name,
         "CONSUMER_CLAIM_MIN_IDLE_MS": "500",
         "CONSUMER_RECLAIM_INTERVAL_S": "0.2",
+        "ANALYTICS_LEASE_TTL_MS": "1000",  # a killed one's partitions move within a second
     }
 
 

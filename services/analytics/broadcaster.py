@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pydantic
+from prometheus_client import Gauge, Histogram
 from redis.asyncio import Redis
 
 from services.analytics import messages
@@ -39,6 +40,14 @@ from shared.waiting import wait_or_stop
 
 log = logging.getLogger("services.analytics.broadcaster")
 HISTORY_POINTS = 500
+FIGURES_ROUND = Histogram(
+    "streamloop_figures_round_seconds",
+    "One figures round: recompute the held partitions' channels, push to watched ones.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+FIGURES_CHANNELS = Gauge(
+    "streamloop_figures_round_channels", "Channels recomputed in the last figures round."
+)
 
 
 class Broadcaster:
@@ -75,13 +84,16 @@ class Broadcaster:
 
     async def tick(self) -> None:
         """One round: figures of the held partitions' channels recomputed, watched ones sent."""
-        held = set(self.partitions())
-        for channel in self.settings.channels:
-            if self.keys.partitions.of(channel) in held:
-                await self.computer.recompute(channel)
-            if self.hub.has_clients(channel):
-                for frame in await self.snapshot_frames(channel):
-                    self.hub.publish(channel, frame)
+        held, recomputed = set(self.partitions()), 0
+        with FIGURES_ROUND.time():
+            for channel in self.settings.channels:
+                if self.keys.partitions.of(channel) in held:
+                    await self.computer.recompute(channel)
+                    recomputed += 1
+                if self.hub.has_clients(channel):
+                    for frame in await self.snapshot_frames(channel):
+                        self.hub.publish(channel, frame)
+        FIGURES_CHANNELS.set(recomputed)
 
     def channels_of(self, partitions: Iterable[int]) -> list[str]:
         """The configured channels in ``partitions``."""

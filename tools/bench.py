@@ -21,6 +21,7 @@ import tools.benchmarks.analytics_fanout as analytics_fanout
 import tools.benchmarks.analytics_latency as analytics_latency
 import tools.benchmarks.harness as harness
 import tools.benchmarks.publisher as publisher
+import tools.benchmarks.scale as scale
 import tools.benchmarks.slow_clients as slow_clients
 from tools import bench_claude, bench_orchestrator
 from tools.bench_bandit import bench_bandit_regret
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "orchestrator-decision": bench_orchestrator.bench_decision,
     "orchestrator-claude": bench_claude.bench_claude,
     "learning": bench_learning,
+    "scale": scale.bench_scale,
 }
 
 

@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 
 from services.analytics.handler import GROUP, MetricsHandler
 from services.ingest.sources.recording import entry_line
-from shared.consumer import ConsumerRunner
 from shared.events import EventBase, to_fields
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from tests.analytics.recorded import recorded_stream
 from tests.analytics.test_exactly_once import (
@@ -68,9 +68,7 @@ async def reference(redis_url: str, redis: Redis, events: list[EventBase]) -> di
     try:
         await Publisher(redis, settings).publish_many(events)
         handler = MetricsHandler(settings.keys, settings.state_ttl_s)
-        runner = ConsumerRunner(
-            redis, settings, GROUP, handler, partition=settings.partitioning.of("demo")
-        )
+        runner = PartitionedConsumer(redis, settings, GROUP, handler)
         await run_until_acked([runner], redis, settings, len(events))
         return await dump(redis, settings)
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import zlib
 from typing import Any
 
@@ -69,7 +68,6 @@ class DecisionLoop:
         self.decisions = 0
         self._claim_slot = redis.register_script(CLAIM_SLOT)
         self._scored_head: dict[str, tuple[str, float] | None] = {}
-        self._next_renewal = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold leases and decide until ``stop``; then give the leases back."""
@@ -86,20 +84,8 @@ class DecisionLoop:
                 await self.leases.leave()
 
     async def _look(self, running: dict[str, asyncio.Task[None]]) -> None:
-        """Renew and rebalance the leases every third of their TTL; between renewals,
-        only give each held channel whose last tick ended a new one.
-
-        Renewing every lease at every look would cost one round trip per channel
-        per ``LOOP_INTERVAL_S`` (a lease lives ``LEASE_TTL_MS``, 10 s by default).
-        """
-        if time.monotonic() < self._next_renewal:
-            for channel, task in list(running.items()):
-                if task.done():
-                    running[channel] = asyncio.create_task(self._guarded_tick(channel))
-            return
         try:
             await self._hold_fair_share(running)
-            self._next_renewal = time.monotonic() + self.leases.ttl_ms / 3000
         except CONNECTION_ERRORS as error:
             log.warning("cannot reach Redis to renew leases: %s", error)
 

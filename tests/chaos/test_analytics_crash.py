@@ -32,6 +32,7 @@ from shared.publisher import Publisher
 from tests.analytics.recorded import recorded_stream
 from tests.analytics.test_exactly_once import (
     CHANNELS,
+    PARTITIONS,
     dump,
     run_until_acked,
     settings_for,
@@ -81,6 +82,7 @@ def analytics_env(redis_url: str, prefix: str, name: str) -> dict[str, str]:
         "REDIS_KEY_PREFIX": prefix,
         "CHANNELS": ",".join(CHANNELS),
         "CONSUMER_NAME": name,
+        "PARTITIONS": str(PARTITIONS),
         "CONSUMER_CLAIM_MIN_IDLE_MS": "500",
         "CONSUMER_RECLAIM_INTERVAL_S": "0.2",
         "ANALYTICS_LEASE_TTL_MS": "1000",  # a killed one's partitions move within a second
@@ -89,7 +91,12 @@ def analytics_env(redis_url: str, prefix: str, name: str) -> dict[str, str]:
 
 def replay(redis_url: str, prefix: str, path: Path, speed: float) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "services.ingest", "replay", str(path), "--speed", str(speed)]
-    env = {**os.environ, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "PARTITIONS": str(PARTITIONS),
+    }
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

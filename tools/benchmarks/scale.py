@@ -217,7 +217,7 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         speedup = r.rate / one.rate if one else float("nan")
         if r.replicas == 2:
             speedups.append(speedup)
-        if r.channels == 1_000:
+        if r.replicas == 2 and r.channels == 1_000:
             shares += r.round_s
         cpu_us = [
             c / max(1.0, e) * 1e6 for c, e in zip(r.replica_cpu_s, r.replica_events, strict=True)
@@ -230,8 +230,10 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
             f"| {' / '.join(f'{c:,.0f}' for c in r.round_channels)} "
             f"| {' / '.join(f'{s:.3f}' for s in r.round_s)} |"
         )
-    best = max(speedups, default=float("nan"))
+    worst = min(speedups, default=float("nan"))
     worst_share = max(shares, default=float("nan"))
+    ratios = ", ".join(f"{x:.2f}x" for x in speedups)
+    counts = ", ".join(f"{c:,}" for c in SCALE_CHANNELS)
     return [
         f"`python -m services.analytics` processes over {SCALE_EVENTS:,} pre-published events "
         "(the `analytics-consume` mix, spread over the channels), 64 partitions, default "
@@ -253,10 +255,14 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
-        f"Aim two replicas >= {SPEEDUP_AIM}x one: **{met(best >= SPEEDUP_AIM)}** "
-        f"(best {best:.2f}x, on 2 shared cores). Aim figures round <= {ROUND_AIM_S} s per "
-        f"replica share at 1,000 channels: **{met(worst_share <= ROUND_AIM_S)}** "
-        f"(slowest {worst_share:.3f} s).",
+        f"Aim two replicas >= {SPEEDUP_AIM}x one at every channel count: "
+        f"**{met(worst >= SPEEDUP_AIM)}** ({ratios} at {counts}"
+        " channels, on 2 shared cores; the ratio moves by several tenths from run to run). "
+        f"Aim figures round <= {ROUND_AIM_S} s per replica share (500 channels each of two) at "
+        f"1,000 channels: **{met(worst_share <= ROUND_AIM_S)}** (slowest {worst_share:.3f} s; "
+        "a round costs about 1-1.5 ms a channel, mostly the replica's own CPU: one lifecycle "
+        "read, the snapshot script, the figures, the compare-and-set write, one channel after "
+        "another).",
     ]
 
 

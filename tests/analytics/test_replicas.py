@@ -163,6 +163,14 @@ async def consumed(service: Service, http: httpx.AsyncClient) -> float:
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
+async def held_gauge(service: Service, http: httpx.AsyncClient) -> float:
+    """``streamloop_partitions_held{group="analytics"}`` from its ``/metrics``."""
+    text = (await http.get(f"{service.url}/metrics", timeout=2)).text
+    found = re.search(r'^streamloop_partitions_held\{group="analytics"\} (\S+)$', text, re.M)
+    assert found, "no partitions-held gauge"
+    return float(found[1])
+
+
 def test_the_channels_cover_every_partition() -> None:
     assert {Partitions(PARTITIONS).of(c) for c in CHANNELS} == set(range(PARTITIONS))
 
@@ -181,6 +189,7 @@ async def test_two_replicas_split_the_partitions_and_count_every_event_exactly_o
         async with httpx.AsyncClient(trust_env=False) as http:
             await until_split([a, b], http, within_s=20)
             assert sorted([len(await held(a, http)), len(await held(b, http))]) == [4, 4]
+            assert [await held_gauge(s, http) for s in (a, b)] == [4.0, 4.0]
             await Publisher(redis, settings).publish_many(recorded)
             await all_applied_and_current(redis, settings, len(recorded))
             counts = [await consumed(a, http), await consumed(b, http)]

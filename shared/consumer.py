@@ -27,13 +27,14 @@ reads and commits stay on one Redis Cluster slot. The guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,7 +42,7 @@ import pydantic
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import MaxConnectionsError, ResponseError, WatchError
 
 from shared.clock import utc_now
 from shared.events import (
@@ -160,9 +161,16 @@ class ConsumerRunner:
         self.summary = RunSummary()
         self._reread_pending = True
         self._next_reclaim = 0.0
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
-        """Consume until ``stop`` is set; return (and log) the summary."""
+        """Consume until ``stop`` is set; return (and log) the summary.
+
+        A blocking read in progress when ``stop`` is set is abandoned at once (what it
+        may have taken stays pending for this consumer, and is read again or claimed),
+        so a long ``CONSUMER_BLOCK_MS`` never delays a stop.
+        """
+        self._stop = stop
         await self._until_connected(stop, self.ensure_groups)
         while not stop.is_set():
             await self._until_connected(stop, self.step)
@@ -274,14 +282,18 @@ class ConsumerRunner:
 
     async def _read(self, *, pending: bool) -> list[Any]:
         start = "0" if pending else ">"
-        response: Any = await self.redis.xreadgroup(
+        read: Awaitable[Any] = self.redis.xreadgroup(
             self.group,
             self.consumer,
             dict.fromkeys(self.streams, start),
             count=self.settings.consumer_batch_size,
             block=None if pending else self.settings.consumer_block_ms,
         )
-        return response or []
+        if pending or self._stop is None:
+            response = await read
+        else:
+            response = await _unless_stopped(read, self._stop)
+        return list(response or [])
 
     def _sort(self, entries: Sequence[tuple[str, str, Any]]) -> _Batch:
         batch = _Batch()
@@ -426,9 +438,35 @@ class ConsumerRunner:
         await until_connected(action, self._unreachable, stop=stop)
 
     def _unreachable(self, error: Exception, delay_s: float) -> None:
-        log.warning("%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s)
+        if isinstance(error, MaxConnectionsError):
+            log.error(
+                "%s: the Redis connection pool is full (%s): raise REDIS_MAX_CONNECTIONS "
+                "(each partition's blocking read holds one); retrying in %.1f s",
+                self.group,
+                error,
+                delay_s,
+            )
+        else:
+            log.warning(
+                "%s: Redis unreachable (%s); retrying in %.1f s", self.group, error, delay_s
+            )
         self.summary.reconnects += 1
         self._reread_pending = True
+
+
+async def _unless_stopped(read: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """``await read``, or None as soon as ``stop`` is set (the read is then cancelled)."""
+    reading = asyncio.ensure_future(read)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    return reading.result() if not reading.cancelled() else None
 
 
 def _is_nogroup(error: Exception) -> bool:

@@ -115,8 +115,8 @@ class PartitionedConsumer:
 
     @property
     def partitions(self) -> list[int]:
-        """The partitions with a runner now."""
-        return sorted(self._running)
+        """The partitions with a runner now (not counting runners told to stop)."""
+        return sorted(p for p, running in self._running.items() if not running.stop.is_set())
 
     def runner(self, partition: int) -> ConsumerRunner:
         """A runner for ``partition`` (not started)."""

@@ -69,7 +69,7 @@ class NetworkRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
-def connect(url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 100) -> Redis:
+def connect(url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 500) -> Redis:
     """An async client for ``url`` (``redis://`` or ``rediss://``, password allowed).
 
     Responses are decoded to ``str``; bytes that are not UTF-8 become U+FFFD rather than
@@ -99,7 +99,7 @@ def _client_options(socket_timeout_s: float) -> dict[str, Any]:
 
 
 def connect_cluster(
-    url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 100
+    url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 500
 ) -> RedisCluster:
     """An async Redis Cluster client; ``url`` names any node (it finds the others).
 

@@ -273,8 +273,9 @@ def drifted(scenario: Scenario, factor: float) -> Scenario:
 async def new_lifecycle(
     redis: Redis, settings: OrchestratorSettings, after: str
 ) -> tuple[str, list[EventBase]]:
-    """Entries of ``events:lifecycle`` after id ``after`` (parsed), and the last id read."""
-    stream = settings.keys.stream("lifecycle")
+    """Entries of the channel's ``events:{pNN}:lifecycle`` after id ``after`` (parsed), and
+    the last id read."""
+    stream = settings.keys.channel_stream("lifecycle", CHANNEL)
     entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
         stream, min=f"({after}" if after else "-"
     )

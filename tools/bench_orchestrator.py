@@ -45,7 +45,8 @@ async def apply(redis: Redis, settings: OrchestratorSettings, events: list[Event
 
 async def follow_lifecycle(redis: Redis, settings: OrchestratorSettings, after: str) -> str:
     """Apply the decisions' ``activity_changed`` to analytics' state, as its consumer would."""
-    entries = await redis.xrange(settings.keys.stream("lifecycle"), min=f"({after}")
+    stream = settings.keys.channel_stream("lifecycle", "demo")
+    entries = await redis.xrange(stream, min=f"({after}")
     if entries:
         await apply(redis, settings, [parse_fields(fields or {}) for _, fields in entries])
     return str(entries[-1][0]) if entries else after

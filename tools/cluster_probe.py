@@ -9,6 +9,10 @@ and a single ``redis-server``, and prints, as Markdown for docs/cluster.md:
   median latency next to the single server's;
 * the errors the same operations give on keys without a tag (redis-py's own refusal,
   and the server's CROSSSLOT when sent to a node directly);
+
+The tagged keys are the services' own names (:class:`shared.keys.Keys` under the
+prefix ``probe:``); the untagged ones are the layout before partitions, spelled
+here only to show what the cluster refuses.
 * how 64 partitions and 3,000 channels spread over the three masters;
 * a master SIGKILLed under a writing client: time to promotion, the client's longest
   gap between two successful writes, and the errors it saw meanwhile.
@@ -26,12 +30,16 @@ from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 
+from shared.keys import Keys
 from shared.partitions import Partitions, tag
 from shared.redis_client import CONNECTION_ERRORS, connect, connect_cluster
 from shared.redis_cluster_server import LocalCluster, local_cluster
 from shared.redis_server import RedisServer
 
 KINDS = ("chat", "donation", "sub", "viewers", "lifecycle")
+KEYS = Keys("probe:")
+PARTITION = 7
+"""The partition the one-tag shapes run on."""
 ROUNDS = 300
 PUBLISH = """
 for i = 1, #KEYS, 2 do
@@ -52,9 +60,17 @@ return redis.call('INCR', KEYS[7])
 Client = Redis | RedisCluster
 
 
-def streams(label: str) -> list[str]:
-    """The five event streams of partition tag ``label`` ('' for today's untagged names)."""
-    return [f"probe:events:{label}{':' if label else ''}{kind}" for kind in KINDS]
+def untagged_streams() -> list[str]:
+    """The five event streams as named before partitions (no tag: five slots)."""
+    return [f"probe:events:{kind}" for kind in KINDS]
+
+
+def channels_of(partition: int, count: int) -> list[str]:
+    """``count`` channel names in ``partition``."""
+    names = (f"channel_{n}" for n in range(100_000))
+    found = [name for name in names if KEYS.partitions.of(name) == partition][:count]
+    assert len(found) == count, (partition, count)
+    return found
 
 
 async def median_us(action: Callable[[], Awaitable[Any]]) -> float:
@@ -67,9 +83,12 @@ async def median_us(action: Callable[[], Awaitable[Any]]) -> float:
     return statistics.median(times)
 
 
-async def shapes(client: Client, label: str) -> dict[str, float]:
-    """Median µs of the three one-tag shapes on ``client``, keys tagged ``label``."""
-    names = streams(label)
+async def shapes(client: Client, partition: int) -> dict[str, float]:
+    """Median µs of the one-tag shapes on ``client``, on the keys of ``partition``."""
+    names = KEYS.partition_streams(partition)
+    channels = channels_of(partition, 10)
+    fence = KEYS.consumer_fence("g", "c", partition)
+    version = KEYS.analytics(channels[0]).version
     for stream in names:
         await client.xgroup_create(stream, "g", id="0", mkstream=True)
         await client.xadd(stream, {"n": "1"})
@@ -82,31 +101,30 @@ async def shapes(client: Client, label: str) -> dict[str, float]:
     async def publish() -> Any:
         keys = []
         for _ in range(10):
-            keys += [f"probe:dedupe:{label}:{next(counter)}", names[0]]
+            keys += [KEYS.dedupe("probe", str(next(counter)), channels[0]), names[0]]
         return await script(keys=keys, args=[])
 
     async def commit() -> Any:
         async with client.pipeline(transaction=True) as tx:
-            await tx.watch(f"probe:consumer:{label}:fence")
+            await tx.watch(fence)
             tx.multi()  # type: ignore[no-untyped-call]
-            await script(keys=[f"probe:dedupe:{label}:{next(counter)}", names[1]], client=tx)  # type: ignore[arg-type]
+            marker = KEYS.dedupe("probe", str(next(counter)), channels[0])
+            await script(keys=[marker, names[1]], client=tx)  # type: ignore[arg-type]
             for stream in names:
                 tx.xack(stream, "g", "0-1")
-            tx.incr(f"probe:analytics:{label}:version")
+            tx.incr(version)
             return await tx.execute()
 
     one_script = client.register_script(COMMIT)
-    fence = f"probe:consumer:{label}:fence"
 
     async def script_commit() -> Any:
-        keys = [fence, *names, f"probe:analytics:{label}:version"]
-        return await one_script(keys=keys, args=["0"])
+        return await one_script(keys=[fence, *names, version], args=["0"])
 
     def multi_of(size: int) -> Callable[[], Awaitable[Any]]:
         async def multi() -> Any:
             async with client.pipeline(transaction=True) as tx:
-                for n in range(size):
-                    tx.incr(f"probe:{label}:{n}")
+                for channel in channels[:size]:
+                    tx.incr(KEYS.analytics(channel).version)
                 return await tx.execute()
 
         return multi
@@ -123,7 +141,7 @@ async def shapes(client: Client, label: str) -> dict[str, float]:
 
 async def untagged_errors(client: RedisCluster, cluster: LocalCluster) -> dict[str, str]:
     """The error each shape gives on untagged keys, through redis-py and sent raw to a node."""
-    names = streams("")
+    names = untagged_streams()
     errors: dict[str, str] = {}
 
     async def attempt(label: str, action: Callable[[], Awaitable[Any]]) -> None:
@@ -149,7 +167,8 @@ async def untagged_errors(client: RedisCluster, cluster: LocalCluster) -> dict[s
 
     async def fresh_script_in_multi() -> Any:
         async with client.pipeline(transaction=True) as tx:
-            await fresh(keys=["probe:{p09}:n"], client=tx)  # type: ignore[arg-type]
+            key = KEYS.analytics(channels_of(9, 1)[0]).version
+            await fresh(keys=[key], client=tx)  # type: ignore[arg-type]
             return await tx.execute()
 
     await attempt(
@@ -192,7 +211,7 @@ async def spread(client: RedisCluster, cluster: LocalCluster) -> tuple[list[int]
 async def failover(cluster: LocalCluster) -> dict[str, str]:
     """Kill the master of ``{p00}`` under a client writing to it every 10 ms."""
     client = connect_cluster(cluster.url)
-    key = f"probe:{tag(0)}:writes"
+    key = KEYS.analytics(channels_of(0, 1)[0]).version
     slot = await client.cluster_keyslot(key)
     victim = next(m for m in cluster.masters() if any(a <= slot <= b for a, b in m.slots))
     errors: Counter[str] = Counter()
@@ -235,7 +254,8 @@ async def main() -> None:
             client = connect_cluster(cluster.url)
             print("| operation (median of 300) | single redis-server | Redis Cluster, one tag |")
             print("|---|---|---|")
-            alone, spread_out = await shapes(single, "{p07}"), await shapes(client, "{p07}")
+            alone = await shapes(single, PARTITION)
+            spread_out = await shapes(client, PARTITION)
             for name, micros in alone.items():
                 print(f"| {name} | {micros:.0f} µs | {spread_out[name]:.0f} µs |")
             print("\nUntagged keys on the cluster:\n")

@@ -50,7 +50,11 @@ PANELS = (
         "Consumer lag (entries not yet read)",
         "short",
         (
-            ("max by (group, stream) (streamloop_consumer_lag)", "{{group}} {{stream}}"),
+            (
+                "sum by (group, stream) "
+                "(max by (group, stream, partition) (streamloop_consumer_lag))",
+                "{{group}} {{stream}}",
+            ),
             ("max by (group, stream) (redis_stream_group_lag)", "redis: {{group}} {{stream}}"),
         ),
         "As the services see it and as Redis reports it (XINFO GROUPS lag).",

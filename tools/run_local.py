@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.keys import Stream
 from shared.redis_client import redact_url
 from shared.redis_server import RedisUnavailable, ensure_redis
+from shared.settings import BaseServiceSettings
 from tools.health import NotHealthy, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +154,10 @@ def announce(services: list[Service], redis_url: str) -> None:
     say("all services healthy: " + ", ".join(f"{s.name} :{s.port}" for s in services))
     if any(s.name == "analytics" for s in services):
         say(f"dashboard: http://127.0.0.1:{os.environ.get('ANALYTICS_PORT', 8000)}")
-    say(f"watch chat arrive: redis-cli -p {port} XREAD BLOCK 0 STREAMS events:chat '$'")
+    settings = BaseServiceSettings(redis_url=redis_url)
+    channel = settings.channels[0]
+    chat = shlex.quote(settings.keys.channel_stream(Stream.CHAT, channel))
+    say(f"watch {channel}'s chat arrive: redis-cli -p {port} XREAD BLOCK 0 STREAMS {chat} '$'")
     say("Ctrl-C ends the stream and stops everything")
 
 

@@ -89,7 +89,7 @@ def summary(report: RequeueReport) -> str:
     if report.dry_run:
         return (
             f"dry run, nothing changed: {done} would be requeued{extra}, "
-            f"{failed} would stay in events:dead"
+            f"{failed} would stay in the dead-letter streams"
         )
-    left = " (left in events:dead)" if failed else ""
+    left = " (left in the dead-letter streams)" if failed else ""
     return f"{done} requeued{extra}, {failed} not requeued{left}"

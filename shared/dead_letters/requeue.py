@@ -1,8 +1,9 @@
-"""Requeueing dead letters: validated, added back and removed from ``events:dead`` atomically.
+"""Requeueing dead letters: validated, added back and removed from ``events:{pNN}:dead`` atomically.
 
 What is checked, why the publisher's dedupe is bypassed, and how one original
 entry rejected by several groups is requeued once: see the package doc
-(:mod:`shared.dead_letters`).
+(:mod:`shared.dead_letters`). A dead letter and the stream it goes back to are in
+one partition (same hash tag), so the script touches one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.dead_letters.entries import DeadEntry, check, consumer_groups, read_all
+from shared.dead_letters.entries import (
+    DeadEntry,
+    Selection,
+    check,
+    consumer_groups,
+    parse_dead_id,
+    read_all,
+)
 from shared.events import EventBase, flat_fields
-from shared.keys import Stream
 from shared.settings import BaseServiceSettings
 
 REQUEUE_SCRIPT = """
--- KEYS[1] the dead-letter stream; KEYS[2] the stream the entry came from
+-- KEYS[1] the partition's dead-letter stream; KEYS[2] the stream the entry came from (same tag)
 -- ARGV[1] MAXLEN ~ of KEYS[2]; ARGV[2] JSON [name, value, ...]; ARGV[3] the dead letter
 -- requeued; ARGV[4..] other dead letters of the same original entry (other groups)
 if redis.call('XDEL', KEYS[1], ARGV[3]) == 0 then
@@ -84,43 +91,85 @@ async def requeue(
     settings: BaseServiceSettings,
     ids: Sequence[str] | None = None,
     *,
-    stream: Stream | None = None,
+    selection: Selection | None = None,
     dry_run: bool = False,
 ) -> RequeueReport:
-    """Requeue the dead letters ``ids`` (None: all of them, or all of ``stream``'s).
+    """Requeue the dead letters ``ids`` (None: every ``selection``'s, all by default).
 
-    See the module doc for what is checked and how the write is made atomic.
+    An id is ``p07/1772190000123-0``, or a plain entry id when one partition alone
+    holds it. See the module doc for what is checked and how the write is atomic.
     """
     keys = settings.keys
-    everything = await read_all(redis, keys)
-    by_id = {entry.dead_id: entry for entry in everything}
+    selection = selection or Selection()
+    everything = await read_all(redis, keys, _partitions_to_read(ids, selection, settings))
     same_original: defaultdict[tuple[str, str], list[DeadEntry]] = defaultdict(list)
     for dead in everything:
         if dead.stream and dead.entry_id:
             same_original[dead.original].append(dead)
     if ids is None:
-        wanted = keys.stream(stream) if stream is not None else None
-        selected = [e.dead_id for e in everything if wanted is None or e.stream == wanted]
+        selected: list[DeadEntry | Outcome] = [e for e in everything if selection.matches(e, keys)]
     else:
-        selected = list(dict.fromkeys(ids))
+        selected = _resolve(list(dict.fromkeys(ids)), everything)
     script = redis.register_script(REQUEUE_SCRIPT)
     report = RequeueReport(dry_run=dry_run)
     handled: dict[tuple[str, str], str] = {}  # original entry -> dead letter requeued for it
-    for dead_id in selected:
-        entry = by_id.get(dead_id)
-        if entry is None:
-            report.outcomes.append(Outcome(dead_id, Status.FAILED, detail="no such dead letter"))
+    for entry in selected:
+        if isinstance(entry, Outcome):
+            report.outcomes.append(entry)
         elif entry.original in handled:
             first = handled[entry.original]
             report.outcomes.append(
-                Outcome(dead_id, Status.MERGED, stream=entry.stream, detail=first)
+                Outcome(entry.dead_id, Status.MERGED, stream=entry.stream, detail=first)
             )
         else:
             outcome = await _requeue_one(redis, settings, script, entry, same_original, dry_run)
             if outcome.status is Status.REQUEUED:
-                handled[entry.original] = dead_id
+                handled[entry.original] = entry.dead_id
             report.outcomes.append(outcome)
     return report
+
+
+def _partitions_to_read(
+    ids: Sequence[str] | None, selection: Selection, settings: BaseServiceSettings
+) -> list[int]:
+    """The selection's partitions, or those the ids name (all of them for a plain id)."""
+    if ids is None:
+        return selection.partitions(settings.keys)
+    named: set[int] = set()
+    for text in ids:
+        try:
+            partition, _ = parse_dead_id(text)
+        except ValueError:
+            continue
+        if partition is None:
+            return list(settings.partitioning.all())
+        if partition in settings.partitioning.all():
+            named.add(partition)
+    return sorted(named)
+
+
+def _resolve(ids: Sequence[str], everything: Sequence[DeadEntry]) -> list[DeadEntry | Outcome]:
+    """Each id's dead letter, or a FAILED outcome saying why it names none."""
+    by_plain: defaultdict[str, list[DeadEntry]] = defaultdict(list)
+    for entry in everything:
+        by_plain[entry.dead_entry_id].append(entry)
+    resolved: list[DeadEntry | Outcome] = []
+    for text in ids:
+        try:
+            partition, entry_id = parse_dead_id(text)
+        except ValueError as error:
+            resolved.append(Outcome(text, Status.FAILED, detail=str(error)))
+            continue
+        found = [e for e in by_plain[entry_id] if partition in (None, e.partition)]
+        if not found:
+            resolved.append(Outcome(text, Status.FAILED, detail="no such dead letter"))
+        elif len(found) > 1:
+            names = ", ".join(e.dead_id for e in found)
+            detail = f"ambiguous: {len(found)} partitions hold that id ({names}); give one of them"
+            resolved.append(Outcome(text, Status.FAILED, detail=detail))
+        else:
+            resolved.append(found[0])
+    return resolved
 
 
 async def _requeue_one(
@@ -135,7 +184,11 @@ async def _requeue_one(
     checked = check(entry, keys)
     if isinstance(checked, str):
         return Outcome(entry.dead_id, Status.FAILED, stream=entry.stream, detail=checked)
-    siblings = [e for e in same_original.get(entry.original, []) if e.dead_id != entry.dead_id]
+    siblings = [
+        e
+        for e in same_original.get(entry.original, [])
+        if e.dead_id != entry.dead_id and e.partition == entry.partition
+    ]
     readers = await consumer_groups(redis, entry.stream)
     rejected_by = {entry.group, *(e.group for e in siblings)}
     outcome = Outcome(
@@ -151,15 +204,15 @@ async def _requeue_one(
         return outcome
     kind = checked.stream
     new_id = await script(
-        keys=[keys.dead, entry.stream],
+        keys=[keys.dead(entry.partition), entry.stream],
         args=[
             settings.stream_maxlen(kind),
             json.dumps(flat_fields(checked), ensure_ascii=False),
-            entry.dead_id,
-            *outcome.removed_with_it,
+            entry.dead_entry_id,
+            *(e.dead_entry_id for e in siblings),
         ],
     )
     if new_id is None:
-        detail = "no longer in events:dead (requeued or deleted meanwhile)"
+        detail = f"no longer in {keys.dead(entry.partition)} (requeued or deleted meanwhile)"
         return Outcome(entry.dead_id, Status.FAILED, stream=entry.stream, detail=detail)
     return replace(outcome, new_id=str(new_id))

@@ -96,7 +96,7 @@ async def until(condition: Any, within_s: float, what: str) -> float:
 
 
 async def outage_tips_on_stream(redis: Redis) -> list[str]:
-    entries = await redis.xrange(KEYS.stream(Stream.DONATION))
+    entries = await redis.xrange(KEYS.channel_stream(Stream.DONATION, "demo"))
     return [f["id"] for _, f in entries if f["id"].startswith("outage-")]
 
 
@@ -119,7 +119,7 @@ async def analytics_caught_up(redis: Redis) -> bool:
     """Analytics' group has read and acked every donation, the held tips included."""
     if not await tips_published(redis):
         return False
-    [group] = await redis.xinfo_groups(KEYS.stream(Stream.DONATION)) or [None]
+    [group] = await redis.xinfo_groups(KEYS.channel_stream(Stream.DONATION, "demo")) or [None]
     return group is not None and group["lag"] == 0 and group["pending"] == 0
 
 

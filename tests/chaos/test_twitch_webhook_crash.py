@@ -77,7 +77,10 @@ async def kill_mid_publish(ingest: Service, redis: Redis, numbers: list[int]) ->
     """Deliver ``numbers``; a third of the way in, pause writes, then SIGKILL ingest."""
     sending = asyncio.create_task(deliver(ingest, numbers))
     async with asyncio.timeout(30):
-        while await redis.xlen(Keys().stream(Stream.DONATION)) < min(numbers) + len(numbers) // 3:
+        while (
+            await redis.xlen(Keys().channel_stream(Stream.DONATION, BROADCASTER_LOGIN))
+            < min(numbers) + len(numbers) // 3
+        ):
             await asyncio.sleep(0.005)
     await redis.execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
     await asyncio.sleep(0.5)  # requests pile up on the frozen writes
@@ -115,7 +118,7 @@ async def test_sigkills_mid_publish_lose_and_double_no_twitch_notification(
                 missing = [n for n in missing if n not in answered]
             assert missing == []
         assert await deliver(ingest, sent) == set(sent)  # a redelivery of everything
-        entries = await redis.xrange(Keys().stream(Stream.DONATION))
+        entries = await redis.xrange(Keys().channel_stream(Stream.DONATION, BROADCASTER_LOGIN))
     finally:
         code = ingest.stop()
         await redis.aclose()

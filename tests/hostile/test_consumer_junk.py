@@ -58,6 +58,7 @@ def test_junk_is_dead_lettered_and_valid_entries_are_handled_once(
         consumer_name="h1",
         consumer_block_ms=20,
         consumer_reclaim_interval_s=0.05,
+        partitions=1,  # every channel in partition 0: this is about junk, not partitioning
     )
     runner.run(_check(cfg, junk, valid))
 
@@ -65,7 +66,7 @@ def test_junk_is_dead_lettered_and_valid_entries_are_handled_once(
 async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[EventBase]) -> None:
     redis = connect_settings(cfg)
     keys = cfg.keys
-    chat_stream = keys.stream("chat")
+    chat_stream = keys.stream("chat", 0)
     try:
         expected_dead: dict[str, str] = {}
         for fields in junk:
@@ -75,12 +76,10 @@ async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[
             expected_dead[entry_id] = chat_stream
         expected_handled = set()
         for event in valid:
-            await redis.xadd(keys.channel_stream(event.stream, "demo"), to_fields(event))
+            await redis.xadd(keys.stream(event.stream, 0), to_fields(event))
             expected_handled.add(f"{event.type}:{event.id}")
         counts_key = f"{cfg.redis_key_prefix}counts"
-        consumer = ConsumerRunner(
-            redis, cfg, GROUP, CountingHandler(counts_key), partition=cfg.partitioning.of("demo")
-        )
+        consumer = ConsumerRunner(redis, cfg, GROUP, CountingHandler(counts_key), partition=0)
         total = len(expected_dead) + len(valid)
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
@@ -93,7 +92,7 @@ async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[
             stop.set()
             await asyncio.wait_for(task, timeout=5)
 
-        dead = await redis.xrange(keys.channel_dead("demo"))
+        dead = await redis.xrange(keys.dead(0))
         dead_ids = {fields["entry_id"]: fields for _, fields in dead}
         assert set(dead_ids) == set(expected_dead), (dead_ids, expected_dead)
         for entry_id, letter in dead_ids.items():
@@ -105,7 +104,7 @@ async def _check(cfg: ConsumerSettings, junk: list[dict[Any, Any]], valid: list[
         assert set(counts.values()) == {"1"}
         assert consumer.summary.handled == len(valid)
         assert consumer.summary.dead_lettered == len(expected_dead)
-        for stream in keys.event_streams():
+        for stream in keys.partition_streams(0):
             if await redis.exists(stream):
                 pending = await redis.xpending(stream, GROUP)
                 assert pending["pending"] == 0, (stream, pending)

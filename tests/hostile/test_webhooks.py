@@ -71,7 +71,9 @@ class App:
     async def entries(self) -> int:
         """Entries in every event stream and the dead-letter stream."""
         keys = self.settings.keys
-        return sum([await self.redis.xlen(key) for key in [*keys.event_streams(), keys.dead]])
+        return sum(
+            [await self.redis.xlen(key) for key in [*keys.event_streams(), *keys.dead_streams()]]
+        )
 
     def post(self, url: str, **kwargs: Any) -> tuple[httpx.Response, int]:
         """POST and return (response, entries published by it)."""

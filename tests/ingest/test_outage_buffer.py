@@ -67,7 +67,9 @@ class Ingest:
     """The ingest app with its lifespan entered, and an HTTP client on it."""
 
     def __init__(self, settings: IngestSettings) -> None:
-        self.donations = settings.keys.channel_stream(Stream.DONATION, "demo")
+        self.donations = sorted(
+            {settings.keys.channel_stream(Stream.DONATION, c) for c in settings.channels}
+        )
         self.app = create_app(settings)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),
@@ -95,7 +97,8 @@ def ingest_factory(tmp_path: Path) -> Any:
 
 
 async def amounts(store: Redis, ingest: Ingest) -> list[str]:
-    return [fields["amount"] for _, fields in await store.xrange(ingest.donations)]
+    """Amounts on the donation streams of every served channel's partition."""
+    return [fields["amount"] for key in ingest.donations for _, fields in await store.xrange(key)]
 
 
 async def wait_for_amounts(store: Redis, ingest: Ingest, count: int) -> list[str]:
@@ -201,7 +204,7 @@ async def test_a_sigkilled_ingest_loses_none_of_the_events_it_held(
     second = start("ingest", env, tmp_path / "second")
     try:
         await wait_healthy(second)
-        donations = Keys().stream(Stream.DONATION)
+        donations = Keys().channel_stream(Stream.DONATION, "demo")
         async with asyncio.timeout(10):
             while await store.xlen(donations) < 3:
                 await asyncio.sleep(0.05)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from shared.keys import Keys, Stream
 from shared.redis_server import free_port
 from tools.health import wait_healthy
 
@@ -48,7 +49,10 @@ async def test_service_publishes_the_simulated_stream_and_ends_it_on_a_signal(
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
         assert "streamloop_events_published_total" in metrics
         deadline = time.monotonic() + 20
-        while await redis.xlen(f"{key_prefix}events:chat") < 5 and time.monotonic() < deadline:
+        while (
+            await redis.xlen(Keys(key_prefix).channel_stream(Stream.CHAT, "demo")) < 5
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.1)
         process.send_signal(signum)
         output, _ = process.communicate(timeout=15)
@@ -57,10 +61,10 @@ async def test_service_publishes_the_simulated_stream_and_ends_it_on_a_signal(
             process.kill()
             process.wait()
     assert process.returncode == 0, output
-    lifecycle = await redis.xrange(f"{key_prefix}events:lifecycle")
+    lifecycle = await redis.xrange(Keys(key_prefix).channel_stream(Stream.LIFECYCLE, "demo"))
     types = [fields["type"] for _, fields in lifecycle]
     assert types[0] == "stream_started" and types[-1] == "stream_ended"
-    assert await redis.xlen(f"{key_prefix}events:chat") >= 5
+    assert await redis.xlen(Keys(key_prefix).channel_stream(Stream.CHAT, "demo")) >= 5
     summary = [line for line in output.splitlines() if "ingest stopped after" in line]
     assert len(summary) == 1 and "sources sim stopped" in summary[0], output
     assert "Traceback" not in output

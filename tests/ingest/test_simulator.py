@@ -72,12 +72,16 @@ def count(events: Iterable[EventBase], kind: str) -> int:
 
 
 async def read_events(redis: Redis, settings: IngestSettings) -> dict[Stream, list[EventBase]]:
-    """Every event on every event stream, parsed, in entry order."""
+    """Every event on every event stream of the channels' partitions, parsed, in entry order
+    (entry ids of one server's streams compare across partitions)."""
+    keys = settings.keys
+    partitions = sorted(keys.partitions.channels_by_partition(settings.channels))
     found: dict[Stream, list[EventBase]] = {}
     for kind in EVENT_STREAMS:
-        entries: list[Any] = list(
-            await redis.xrange(settings.keys.channel_stream(kind, "demo")) or []
-        )
+        entries: list[Any] = []
+        for partition in partitions:
+            entries += list(await redis.xrange(keys.stream(kind, partition)) or [])
+        entries.sort(key=lambda entry: tuple(int(part) for part in entry[0].split("-")))
         found[kind] = [parse_fields(fields) for _entry_id, fields in entries]
     return found
 

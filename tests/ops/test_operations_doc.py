@@ -55,6 +55,7 @@ from services.orchestrator.settings import OrchestratorSettings
 from shared.bandit import bandit_factory
 from shared.clock import utc_now
 from shared.consumer import ConsumerRunner, Delivery
+from shared.dead_letters.entries import dead_id as qualified_id
 from shared.events import ChatEvent, DonationEvent, EventBase, to_fields
 from shared.keys import Keys, Stream
 from shared.publisher import Publisher
@@ -142,31 +143,39 @@ EXPECTED: dict[str, Expect] = {
         prints=('streamloop_consumer_lag{group="analytics",stream="chat"}',),
     ),
     # dead letters
-    "redis-cli XLEN events:dead": Expect(prints=("3",)),
-    "redis-cli XRANGE events:dead - + COUNT 20": Expect(
+    "redis-cli -c XLEN 'events:{p32}:dead'": Expect(prints=("3",)),
+    "redis-cli -c XRANGE 'events:{p32}:dead' - + COUNT 20": Expect(
         prints=("reason", "timestamp has no timezone", "handler failed 1 times", "raw", "group")
     ),
     "python -m shared.dead_letters list": Expect(
         prints=(
-            "3 dead letters, newest first (events:dead holds 3):",
-            "{broken_dead}  from events:chat {broken_entry}  group analytics",
+            "3 dead letters, newest first (the 64 events:{pNN}:dead hold 3):",
+            "{broken_dead}  from events:{p32}:chat {broken_entry}  group analytics",
             "reason: ts: Value error, timestamp has no timezone",
             'raw:    v=1 type=chat id=m-81 channel=demo ts="2026-02-27 10:30:00"',
-            "{tip_dead}  from events:donation",
-            "{chat_dead}  from events:chat",
+            "{tip_dead}  from events:{p32}:donation",
+            "{chat_dead}  from events:{p32}:chat",
         )
     ),
     "python -m shared.dead_letters list --stream chat --limit 5": Expect(
-        prints=("2 dead letters from events:chat", "{broken_dead}", "{chat_dead}"),
+        prints=("2 dead letters from chat, newest first", "{broken_dead}", "{chat_dead}"),
         absent=("{tip_dead}",),
+    ),
+    "python -m shared.dead_letters list --channel demo": Expect(
+        prints=(
+            "3 dead letters of channel demo, newest first (events:{p32}:dead holds 3):",
+            "{broken_dead}",
+            "{tip_dead}",
+            "{chat_dead}",
+        ),
     ),
     "python -m shared.dead_letters requeue --all --dry-run": Expect(
         code=1,
         prints=(
             "would requeue {tip_dead}: donation streamlabs:sl-5f2c on demo",
             "would requeue {chat_dead}: chat twitch:m-82 on demo",
-            "not requeued {broken_dead} (from events:chat): still breaks the contract: ts: ",
-            "dry run, nothing changed: 2 would be requeued, 1 would stay in events:dead",
+            "not requeued {broken_dead} (from events:{p32}:chat): still breaks the contract: ts: ",
+            "dry run, nothing changed: 2 would be requeued, 1 would stay in the dead-letter",
         ),
     ),
     "python -m shared.dead_letters requeue <dead-letter-id>": Expect(
@@ -178,12 +187,12 @@ EXPECTED: dict[str, Expect] = {
         prints=(
             "requeued {chat_dead}: chat twitch:m-82 on demo",
             "not requeued {broken_dead}",
-            "1 requeued, 1 not requeued (left in events:dead)",
+            "1 requeued, 1 not requeued (left in the dead-letter streams)",
         ),
         absent=("{tip_dead}",),
     ),
-    "redis-cli XDEL events:dead <dead-letter-id>": Expect(
-        fill={"<dead-letter-id>": "broken_dead"}, prints=("1",)
+    "redis-cli -c XDEL 'events:{p32}:dead' <entry-id>": Expect(
+        fill={"<entry-id>": "broken_dead_entry"}, prints=("1",)
     ),
     # live figures
     "redis-cli HGETALL metrics:demo": Expect(
@@ -455,9 +464,10 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
     await MetricsComputer(redis, keys, Windows(60_000, 300_000), ZoneInfo("UTC")).recompute("demo")
+    demo = keys.partitions.of("demo")
     dead = {
-        fields["stream"] + "/" + fields["entry_id"]: dead_id
-        for dead_id, fields in await redis.xrange(keys.dead)
+        fields["stream"] + "/" + fields["entry_id"]: qualified_id(demo, dead_id)
+        for dead_id, fields in await redis.xrange(keys.dead(demo))
     }
     chat_key, tip_key = keys.stream(Stream.CHAT), keys.stream(Stream.DONATION)
     tip_entry = next(e for e, f in await redis.xrange(tip_key) if f.get("id") == "sl-5f2c")
@@ -494,6 +504,7 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         "stream_id": state.stream_id,
         "broken_entry": broken_entry,
         "broken_dead": dead[f"{chat_key}/{broken_entry}"],
+        "broken_dead_entry": dead[f"{chat_key}/{broken_entry}"].partition("/")[2],
         "tip_dead": dead[f"{tip_key}/{tip_entry}"],
         "chat_dead": dead[f"{chat_key}/{chat_entry}"],
         "pending_first": pending[0],
@@ -706,7 +717,7 @@ def test_the_doc_covers_every_operation() -> None:
         "XINFO GROUPS",
         "XINFO CONSUMERS",
         "XPENDING events:chat analytics - + 10",
-        "XRANGE events:dead",
+        "XRANGE 'events:{p32}:dead'",
         "shared.dead_letters list",
         "shared.dead_letters requeue",
         "HGETALL metrics:demo",

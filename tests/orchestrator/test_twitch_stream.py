@@ -127,7 +127,7 @@ async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exa
         analytics,
         ANALYTICS_GROUP,
         MetricsHandler(analytics.keys, analytics.state_ttl_s),
-        partition=analytics.partitioning.of("demo"),
+        partition=analytics.partitioning.of(CHANNEL),
     )
     advisor = advisor_for(orchestrator)
     voice = TwitchChat(orchestrator)

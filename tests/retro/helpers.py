@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from services.retro.handler import GROUP, RetroHandler
 from services.retro.settings import RetroSettings
 from shared.clock import epoch_ms
-from shared.consumer import ConsumerRunner, Delivery
+from shared.consumer import Delivery
 from shared.events import EventBase, StreamEndedEvent
 from shared.keys import Stream
+from shared.partitioned_consumer import PartitionedConsumer
 from tests.analytics.streams import START
 
 START_MS = epoch_ms(START)
@@ -44,7 +45,7 @@ def retro_settings(
         "bandit_reward_sd": 0.5,
         "reward_revenue_prior_s": 0.0,
         "consumer_name": "r1",
-        "consumer_block_ms": 20,
+        "consumer_block_ms": 1000,  # a stop ends a blocking read at once: see ConsumerRunner.run
         "min_segment_s": 60,
         "retro_dir": str(tmp_path / "retros"),
         "bandit_state_path": str(tmp_path / "bandit.json"),
@@ -74,19 +75,13 @@ def end_of(events: Sequence[EventBase], stream_id: str) -> StreamEndedEvent:
 @contextlib.asynccontextmanager
 async def running(
     redis: Redis, settings: RetroSettings, handler: RetroHandler | None = None
-) -> AsyncIterator[tuple[ConsumerRunner, RetroHandler, io.StringIO]]:
-    """The real retro runner on ``events:lifecycle`` while inside; stdout goes to a buffer."""
+) -> AsyncIterator[tuple[PartitionedConsumer, RetroHandler, io.StringIO]]:
+    """The real retro consumer on every partition's lifecycle stream while inside; stdout
+    goes to a buffer."""
     out = io.StringIO()
     handler = handler or RetroHandler(redis, settings, out=out)
     handler.store.out = out if settings.retro_print else None
-    runner = ConsumerRunner(
-        redis,
-        settings,
-        GROUP,
-        handler,
-        streams=[Stream.LIFECYCLE],
-        partition=settings.partitioning.of("demo"),
-    )
+    runner = PartitionedConsumer(redis, settings, GROUP, handler, streams=[Stream.LIFECYCLE])
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

@@ -1,4 +1,11 @@
-"""``analytics-consume``: one analytics consumer over pre-published events, several batch sizes."""
+"""``analytics-consume``: one analytics consumer over pre-published events, several batch sizes.
+
+The consumer is what the analytics service runs: a
+:class:`~shared.partitioned_consumer.PartitionedConsumer`, one
+:class:`~shared.consumer.ConsumerRunner` per partition (``PARTITIONS``, 64), all in
+one process; the events' channels fill a few partitions and the other runners idle
+on their empty streams, as in the service.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,6 @@ from redis.asyncio import Redis
 
 from services.analytics.handler import GROUP, MetricsHandler
 from services.analytics.settings import AnalyticsSettings
-from shared.consumer import ConsumerRunner
 from shared.events import (
     ActivityChangedEvent,
     BitsEvent,
@@ -29,7 +35,8 @@ from shared.events import (
     SubEvent,
     ViewerCountEvent,
 )
-from shared.keys import EVENT_STREAMS, Keys
+from shared.keys import EVENT_STREAMS
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
@@ -120,6 +127,11 @@ def consume_settings(url: str, prefix: str, batch: int = 500) -> AnalyticsSettin
     )
 
 
+def busy_partitions(settings: AnalyticsSettings) -> list[int]:
+    """The partitions holding the benchmark's channels (the others stay empty)."""
+    return sorted(settings.partitioning.channels_by_partition(settings.channels))
+
+
 async def publish_template(url: str) -> dict[str, int]:
     """Publish the event mix once under ``tpl:``; return entries per stream kind."""
     settings = consume_settings(url, "tpl:")
@@ -128,9 +140,11 @@ async def publish_template(url: str) -> dict[str, int]:
         events = event_mix(CONSUME_EVENTS, CONSUME_CHANNELS)
         result = await Publisher(redis, settings, batch_size=1000).publish_many(events)
         assert result.published == CONSUME_EVENTS, result.published
-        return {
-            kind.value: int(await redis.xlen(settings.keys.stream(kind))) for kind in EVENT_STREAMS
-        }
+        counts = dict.fromkeys((kind.value for kind in EVENT_STREAMS), 0)
+        for partition in busy_partitions(settings):
+            for kind in EVENT_STREAMS:
+                counts[kind.value] += int(await redis.xlen(settings.keys.stream(kind, partition)))
+        return counts
     finally:
         await redis.aclose()
 
@@ -148,21 +162,25 @@ class ConsumeRun:
 
 
 async def consume_once(url: str, batch: int, run: int) -> ConsumeRun:
-    """Copy the template streams under a fresh prefix and time one runner over them.
+    """Copy the template streams under a fresh prefix and time the service's consumer.
 
-    Timed from ``runner.run`` starting (group creation included) until the runner's
-    count of handled events, which it raises only after each batch's MULTI/EXEC of
-    effects + XACKs returned, reaches the total. Checked afterwards: nothing pending,
-    no lag, and the per-channel versions add up to the total.
+    Timed from ``consumer.run`` starting (one runner per partition, group creation
+    included) until the runners' count of handled events, which each raises only
+    after a batch's MULTI/EXEC of effects + XACKs returned, reaches the total.
+    Checked afterwards: nothing pending, no lag, and the per-channel versions add up
+    to the total.
     """
     prefix = f"run{run}-b{batch}:"
     settings = consume_settings(url, prefix, batch)
-    template = Keys("tpl:")
+    template = consume_settings(url, "tpl:").keys
     redis = connect(url)
     try:
-        for kind in EVENT_STREAMS:
-            await redis.copy(template.stream(kind), settings.keys.stream(kind))
-        runner = ConsumerRunner(
+        for partition in busy_partitions(settings):
+            for kind in EVENT_STREAMS:  # same partition, same tag: one slot on a cluster
+                await redis.copy(
+                    template.stream(kind, partition), settings.keys.stream(kind, partition)
+                )
+        runner = PartitionedConsumer(
             redis, settings, GROUP, MetricsHandler(settings.keys, settings.state_ttl_s)
         )
         stop = asyncio.Event()
@@ -192,11 +210,13 @@ async def consume_once(url: str, batch: int, run: int) -> ConsumeRun:
 async def check_all_acked(redis: Redis, settings: AnalyticsSettings) -> None:
     """Every entry acked and counted once in the per-channel versions."""
     keys = settings.keys
-    for kind in EVENT_STREAMS:
-        pending: dict[str, Any] = await redis.xpending(keys.stream(kind), GROUP)
-        assert pending["pending"] == 0, (kind, pending)
-        for group in await redis.xinfo_groups(keys.stream(kind)):
-            assert group["lag"] == 0, (kind, group)
+    for key in keys.event_streams():
+        if not await redis.exists(key):
+            continue
+        pending: dict[str, Any] = await redis.xpending(key, GROUP)
+        assert pending["pending"] == 0, (key, pending)
+        for group in await redis.xinfo_groups(key):
+            assert group["lag"] == 0, (key, group)
     versions = [await redis.get(keys.analytics(c).version) for c in settings.channels]
     assert sum(int(v or 0) for v in versions) == CONSUME_EVENTS, versions
 
@@ -222,6 +242,8 @@ def bench_consume() -> str:
                     best[batch] = result
     finally:
         server.close()
+    partitions = consume_settings(server.url, "tpl:").partitioning
+    busy = len(partitions.channels_by_partition(list(CONSUME_CHANNELS)))
     top = max(run.rate for run in best.values())
     verdict = "met" if top >= CONSUME_AIM else "NOT met"
     mix = ", ".join(f"{kind} {count:,}" for kind, count in counts.items() if count)
@@ -234,9 +256,12 @@ def bench_consume() -> str:
     ]
     return "\n".join(
         [
-            f"One analytics consumer (`ConsumerRunner` + `MetricsHandler`, effects and XACKs in "
-            f"one MULTI/EXEC per batch) over {CONSUME_EVENTS:,} pre-published events on "
-            f"{len(CONSUME_CHANNELS)} channels ({mix}), timed from start until every event is "
+            "One analytics consumer as the service runs it (`PartitionedConsumer`: a "
+            f"`ConsumerRunner` + `MetricsHandler` per partition, {partitions.count} partitions "
+            f"in one process, effects and XACKs in one MULTI/EXEC per batch) over "
+            f"{CONSUME_EVENTS:,} pre-published events on {len(CONSUME_CHANNELS)} channels "
+            f"({mix}) in {busy} partitions (the other runners idle on empty streams), "
+            "timed from start until every event is "
             f"handled and acked; uvloop; best of {CONSUME_REPEATS} per batch size (runs "
             "interleaved). CPU columns: share of one core over the run for the consumer "
             "process, redis-server, and everything else on the machine (other work sharing "

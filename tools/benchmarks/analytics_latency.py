@@ -170,9 +170,9 @@ async def latency_run(url: str, deflate: bool = False) -> LatencyResult:
 
 
 async def consumer_lag(redis: Redis) -> int:
-    """Chat entries the analytics group had not yet read or acked."""
+    """Chat entries of ``demo``'s partition the analytics group had not yet read or acked."""
     lag = 0
-    for group in await redis.xinfo_groups(Keys().stream("chat")):
+    for group in await redis.xinfo_groups(Keys().channel_stream("chat", "demo")):
         if group["name"] == GROUP:
             lag += int(group.get("lag") or 0) + int(group.get("pending") or 0)
     return lag

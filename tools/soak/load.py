@@ -161,8 +161,11 @@ class Load:
             for name, share in zip(channels, shares, strict=True)
         }
         self.totals = LoadTotals()
-        self.lifecycle_key = settings.keys.stream(Stream.LIFECYCLE)
-        self.cursor = "0-0"
+        keys = settings.keys
+        self.cursors = {  # the lifecycle stream of each partition holding a channel
+            keys.stream(Stream.LIFECYCLE, p): "0-0"
+            for p in keys.partitions.channels_by_partition(list(channels))
+        }
         self.began = 0.0
 
     def elapsed_s(self) -> float:
@@ -207,10 +210,16 @@ class Load:
         await self.publish([load.closing(elapsed) for load in self.channels.values()])
 
     async def follow_activity(self) -> None:
-        """Switch a channel's mix when the orchestrator changed its activity."""
-        reply = await self.redis.xread({self.lifecycle_key: self.cursor}, count=1000)
-        for _stream, entry_id, fields in stream_entries(reply):
-            self.cursor = entry_id
+        """Switch a channel's mix when the orchestrator changed its activity.
+
+        One XREAD per partition of the channels (a multi-key XREAD cannot span the
+        slots of several partitions on Redis Cluster).
+        """
+        entries = []
+        for key, cursor in self.cursors.items():
+            entries += stream_entries(await self.redis.xread({key: cursor}, count=1000))
+        for stream, entry_id, fields in entries:
+            self.cursors[stream] = entry_id
             load = self.channels.get(str(fields.get("channel", "")))
             if (
                 load is not None

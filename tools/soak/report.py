@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.keys import EVENT_STREAMS, Stream
+from shared.keys import Stream
 from tools.run_local import SERVICES
 from tools.soak import MB
 from tools.soak.load import CHANNEL_SHARES
@@ -150,17 +150,22 @@ def stream_rows(outcome: Outcome) -> list[str]:
     """Each event stream's length against its cap."""
     end = outcome.end_of_load
     minutes = outcome.load_s / 60
-    rows = ["| stream | cap (MAXLEN ~) | entries at the end | state |", "|---|---:|---:|---|"]
-    for kind in EVENT_STREAMS:
-        cap = outcome.settings.stream_maxlen(kind)
-        length = end.stream_len[kind.value]
+    rows = [
+        "| stream (channels) | cap (MAXLEN ~) | entries at the end | state |",
+        "|---|---:|---:|---|",
+    ]
+    keys = outcome.settings.keys
+    by_partition = keys.partitions.channels_by_partition(outcome.settings.channels)
+    for key, length in end.stream_len.items():
+        cap = outcome.settings.stream_maxlen(keys.kind_of(key))
+        channels = ", ".join(by_partition.get(keys.partition_of_stream(key), []))
         if length >= cap:
             state = "at its cap (trimmed)"
         else:
             per_min = length / minutes if minutes else 0.0
             hours = cap / per_min / 60 if per_min else float("inf")
             state = f"below its cap: {per_min:,.0f} entries/min, cap reached after ~{hours:,.1f} h"
-        rows.append(f"| `events:{kind.value}` | {cap:,} | {length:,} | {state} |")
+        rows.append(f"| `{key}` ({channels}) | {cap:,} | {length:,} | {state} |")
     return rows
 
 
@@ -242,7 +247,7 @@ def intro(outcome: Outcome) -> list[str]:
         "with `stream_ended` |",
         f"| mix published | {mix} |",
         f"| activity switches followed | {totals.activity_switches} |",
-        f"| stream caps (`STREAM_MAXLEN_*`) | {caps} |",
+        f"| stream caps (`STREAM_MAXLEN_*`, each partition's stream) | {caps} |",
         f"| dedupe marker TTL | `DEDUPE_CHAT_TTL_S` {settings.dedupe_chat_ttl_s:,} s "
         f"(chat, follows, viewer counts), `DEDUPE_TTL_S` {settings.dedupe_ttl_s:,} s (the rest) |",
         f"| sampling | every {args.sample_s:g} s; census of the keys at "

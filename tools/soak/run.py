@@ -18,7 +18,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.keys import EVENT_STREAMS
 from shared.redis_client import connect
 from shared.redis_server import free_port
 from shared.settings import BaseServiceSettings
@@ -300,8 +299,8 @@ async def tally(sampler: Sampler, load: Load) -> Tally:
     for channel in load.settings.channels:
         applied += int(await redis.get(keys.analytics(channel).version) or 0)
     added = 0
-    for kind in EVENT_STREAMS:
-        added += int((await redis.xinfo_stream(keys.stream(kind)))["entries-added"])
+    for key in sampler.streams:
+        added += int((await redis.xinfo_stream(key))["entries-added"])
     return Tally(drained=drained, consumed=consumed, applied=applied, entries_added=added)
 
 

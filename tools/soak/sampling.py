@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.keys import DECISIONS_PREFIX, DEDUPE_PREFIX, EVENT_STREAMS, Keys
+from shared.keys import DECISIONS_PREFIX, DEDUPE_PREFIX, Keys
 from shared.settings import BaseServiceSettings
 from tools.benchmarks.measure import machine_cpu_s, proc_cpu_s, proc_rss_kb
 
@@ -25,6 +25,7 @@ class Sample:
     keys: int
     expires: int
     stream_len: dict[str, int]
+    """Entries per event stream key of the partitions holding the channels."""
     lag: dict[str, int]
     pending: dict[str, int]
     rss_kb: dict[str, int]
@@ -37,6 +38,15 @@ class Sample:
         return sum(self.stream_len.values())
 
 
+def channel_streams(settings: BaseServiceSettings) -> list[str]:
+    """The event streams of every partition holding one of ``settings.channels``.
+
+    The other partitions' streams stay empty: the load publishes on these only.
+    """
+    by_partition = settings.partitioning.channels_by_partition(settings.channels)
+    return [key for p in sorted(by_partition) for key in settings.keys.partition_streams(p)]
+
+
 class Sampler:
     """Takes :class:`Sample` s of Redis and of every process."""
 
@@ -45,14 +55,14 @@ class Sampler:
         self.keys = settings.keys
         self.pids = pids
         self.samples: list[Sample] = []
+        self.streams = channel_streams(settings)
 
     async def groups(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Per group: lag and pending summed over the event streams; entries read."""
         lag: Counter[str] = Counter()
         pending: Counter[str] = Counter()
         read: Counter[str] = Counter()
-        for kind in EVENT_STREAMS:
-            key = self.keys.stream(kind)
+        for key in self.streams:
             if not await self.redis.exists(key):
                 continue
             for group in await self.redis.xinfo_groups(key):
@@ -67,9 +77,7 @@ class Sampler:
         memory: dict[str, Any] = await self.redis.info("memory")
         keyspace: dict[str, Any] = await self.redis.info("keyspace")
         db = keyspace.get("db0", {"keys": 0, "expires": 0})
-        lengths = {}
-        for kind in EVENT_STREAMS:
-            lengths[kind.value] = int(await self.redis.xlen(self.keys.stream(kind)))
+        lengths = {key: int(await self.redis.xlen(key)) for key in self.streams}
         lag, pending, _ = await self.groups()
         sample = Sample(
             t_s=t_s,
@@ -151,7 +159,7 @@ async def marker_cost(redis: Redis) -> float:
     their entries in the server's main and expires dictionaries too.
     """
     keys = Keys("soak-calibration:")
-    names = [keys.dedupe("calibration", str(n)) for n in range(CALIBRATION_MARKERS)]
+    names = [keys.dedupe("calibration", str(n), "alpha") for n in range(CALIBRATION_MARKERS)]
     before = int((await redis.info("memory"))["used_memory"])
     for first in range(0, len(names), 10_000):
         async with redis.pipeline(transaction=False) as pipe:

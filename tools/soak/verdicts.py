@@ -6,7 +6,6 @@ import bisect
 import statistics
 from collections.abc import Sequence
 
-from shared.keys import EVENT_STREAMS
 from tools.soak import MB
 from tools.soak.run import Outcome
 from tools.soak.sampling import Sample
@@ -98,7 +97,7 @@ def growth_accounting(outcome: Outcome) -> tuple[str, bool]:
     early, late = outcome.censuses[0], outcome.censuses[-1]
     minutes = (late.t_s - early.t_s) / 60 or 1.0
     keys = outcome.settings.keys
-    streams = {keys.stream(kind) for kind in EVENT_STREAMS}
+    streams = set(keys.event_streams())
     records = {
         getattr(keys.analytics(ch), name)
         for ch in outcome.settings.channels

@@ -1,11 +1,14 @@
-"""The simulator's ear on ``events:lifecycle``: one blocking reader for every channel.
+"""The simulator's ear on the lifecycle streams: blocking readers for every channel.
 
 The simulated audience reacts to what is on air, so each broadcast must learn of
-the orchestrator's ``activity_changed`` for its channel. One reader tails the
-stream with ``XREAD BLOCK`` from where it stood when the broadcasts began and hands
-each channel its own changes: Redis sees one waiting read whatever the number of
-channels (each channel used to poll the stream ten times a second), and a change
-reaches its broadcast as soon as it is published.
+the orchestrator's ``activity_changed`` for its channel. A follower tails the
+lifecycle streams (``events:{pNN}:lifecycle`` of the partitions holding simulated
+channels) with one ``XREAD BLOCK`` from where they stood when the broadcasts began,
+and hands each channel its own changes: Redis sees one waiting read whatever the
+number of channels (each channel used to poll the stream ten times a second), and a
+change reaches its broadcast as soon as it is published. A multi-key XREAD cannot
+span the slots of a Redis Cluster, so there the simulator runs one follower per
+partition instead.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ Listener = Callable[[ActivityChangedEvent], None]
 
 
 class ActivityFollower:
-    """Tails ``key`` from ``cursor`` and gives every ``activity_changed`` to ``listen``."""
+    """Tails each stream of ``cursors`` (key -> entry id to read after) and gives every
+    ``activity_changed`` to ``listen``."""
 
-    def __init__(self, redis: Redis, key: str, cursor: str, listen: Listener) -> None:
+    def __init__(self, redis: Redis, cursors: dict[str, str], listen: Listener) -> None:
         self.redis = redis
-        self.key = key
-        self.cursor = cursor
+        self.cursors = dict(cursors)
         self.listen = listen
         self.reads = 0
 
@@ -47,14 +50,15 @@ class ActivityFollower:
         backoff = Backoff()
         while not done.is_set():
             try:
-                reply = await self.redis.xread(
-                    {self.key: self.cursor}, count=READ_COUNT, block=BLOCK_MS
-                )
+                streams: dict[Any, Any] = self.cursors
+                reply = await self.redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             except CONNECTION_ERRORS as error:
                 if done.is_set():  # the broadcasts are over: no reason to wait for Redis
                     return
                 log.warning(
-                    "cannot read events:lifecycle (%s); again in %.1f s", error, backoff.delay_s
+                    "cannot read the lifecycle streams (%s); again in %.1f s",
+                    error,
+                    backoff.delay_s,
                 )
                 await backoff.wait(done)
                 continue
@@ -63,8 +67,8 @@ class ActivityFollower:
             self._hand_out(reply)
 
     def _hand_out(self, reply: Any) -> None:
-        for _stream, entry_id, fields in stream_entries(reply):
-            self.cursor = entry_id
+        for stream, entry_id, fields in stream_entries(reply):
+            self.cursors[stream] = entry_id
             try:
                 event = parse_fields(fields)
             except pydantic.ValidationError:
@@ -73,4 +77,4 @@ class ActivityFollower:
                 try:
                     self.listen(event)
                 except Exception as error:  # one entry must not stop the broadcasts
-                    log.warning("skipped events:lifecycle %s: %r", entry_id, error)
+                    log.warning("skipped %s %s: %r", stream, entry_id, error)

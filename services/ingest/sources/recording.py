@@ -5,14 +5,20 @@ A recording holds one JSON object per line::
     {"stream": "chat", "entry_id": "1772188200000-0", "fields": {"v": "1", "type": "chat", ...}}
 
 ``stream`` is the stream's kind (``chat``, ``donation``, ``sub``, ``viewers``,
-``lifecycle``; never the dead-letter stream), without any key prefix, so a
-recording replays into any deployment. ``fields`` are the entry's string fields
-exactly as stored.
+``lifecycle``; never the dead-letter stream), without any key prefix and without
+the partition (``events:{pNN}:chat`` is recorded as ``chat``): the channel in
+``fields`` says where an event goes, so a recording replays into any deployment,
+whatever its ``REDIS_KEY_PREFIX`` or ``PARTITIONS`` (the publisher puts each event
+on its channel's partition). ``fields`` are the entry's string fields exactly as
+stored; ``entry_id`` is the id it had in its partition's stream, for reference only.
 
-Order in the file: first a snapshot of each stream in turn, each in entry-id
-order; then, when following, new entries as they arrive (each stream still in
-entry-id order, streams interleaved). The file is *not* merged by ``ts``:
-:func:`replay` sorts by ``ts`` itself.
+Every partition's event streams are recorded. Order in the file: first a snapshot
+of each stream in turn (partition by partition), each in entry-id order; then,
+when following, new entries as they arrive (each stream still in entry-id order,
+streams interleaved). The file is *not* merged by ``ts``: :func:`replay` sorts by
+``ts`` itself. Following reads each partition with its own blocking XREAD of its
+5 streams: on Redis Cluster a multi-key XREAD cannot span slots, and a partition's
+streams share one (so a follow holds one connection per partition).
 
 The command line is ``python -m services.ingest record|replay`` (``services/ingest/main.py``).
 """
@@ -109,8 +115,8 @@ async def record(
     """Write every entry of every event stream to ``path`` (JSON Lines); the count written.
 
     Takes a snapshot up to each stream's last entry at the start; with ``follow``
-    it then keeps tailing (XREAD BLOCK) until ``stop`` is set (``None``: until
-    cancelled). Setting ``stop`` also cuts a snapshot short.
+    it then keeps tailing (one XREAD BLOCK per partition) until ``stop`` is set
+    (``None``: until cancelled). Setting ``stop`` also cuts a snapshot short.
     """
     stop = stop or asyncio.Event()
     keys = settings.keys
@@ -120,7 +126,14 @@ async def record(
         for key, end in ends.items():
             written += await _snapshot(redis, keys, key, end, out, stop)
         if follow:
-            written += await _follow(redis, keys, ends, out, stop)
+            async with asyncio.TaskGroup() as followers:
+                tasks = [
+                    followers.create_task(
+                        _follow(redis, keys, {key: ends[key] for key in streams}, out, stop)
+                    )
+                    for streams in map(keys.partition_streams, keys.partitions.all())
+                ]
+            written += sum(task.result() for task in tasks)
     log.info("recorded %d entries to %s", written, path)
     return written
 
@@ -215,7 +228,11 @@ async def _snapshot(
 async def _follow(
     redis: Redis, keys: Keys, ends: dict[str, str | None], out: TextIO, stop: asyncio.Event
 ) -> int:
-    """Append entries as they arrive until ``stop``; connection losses are retried."""
+    """Append entries of ``ends``' streams (one partition's) as they arrive until ``stop``.
+
+    Connection losses are retried. ``_write`` writes whole lines without awaiting,
+    so the followers of several partitions never interleave within a line.
+    """
     cursors: dict[Any, Any] = {key: end or "0-0" for key, end in ends.items()}
     written = 0
 

@@ -5,8 +5,8 @@ simulated clock that starts at ``start`` and advances ``SIM_TICK_S`` per step
 (the model is :mod:`services.ingest.sources.audience`); every event's ``ts`` is
 read off that clock, so consumers cannot tell a 240x run from a live stream. The
 activity on air is learnt from ``activity_changed`` on ``events:{pNN}:lifecycle``,
-through one :class:`~services.ingest.sources.activity_follower.ActivityFollower` per
-partition that holds simulated channels.
+through one :class:`~services.ingest.sources.activity_follower.ActivityFollower` (one
+per partition on a Redis Cluster).
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ class SimSource:
             if event.channel in runs:
                 runs[event.channel].apply(event)
 
-        followers = [
-            ActivityFollower(self.redis, key, cursor, listen)
-            for key, cursor in zip(lifecycles, cursors or ["0-0"] * len(lifecycles), strict=True)
-        ]
+        starts = dict(zip(lifecycles, cursors or ["0-0"] * len(lifecycles), strict=True))
+        one_node = isinstance(self.redis, Redis)  # a cluster client cannot XREAD across slots
+        groups = [starts] if one_node else [{key: start} for key, start in starts.items()]
+        followers = [ActivityFollower(self.redis, group, listen) for group in groups]
         done = asyncio.Event()
 
         async def broadcasts() -> None:

@@ -328,5 +328,26 @@ class AnalyticsKeys:
                 "viewers",
                 "lifecycle",
                 "social",
+                "stream_first_starts",
+                "stream_last_starts",
             )
         ]
+
+    @property
+    def stream_first_starts(self) -> str:
+        """Sorted set stream_id by the ``ts`` ms of its first ``stream_started`` (ZADD LT).
+
+        The lifecycle's index by stream, written in the same script as the lifecycle:
+        a stream's entries start there, so a read of one stream is a range of the
+        lifecycle, not all of it (``shared.readmodel.lifecycle.READ_STREAM``).
+        """
+        return f"{self.base}stream_first_starts"
+
+    @property
+    def stream_last_starts(self) -> str:
+        """Sorted set stream_id by the ``ts`` ms of its latest ``stream_started`` (ZADD GT).
+
+        A later start of the same id (a reconnect) makes the stream live again; past its
+        latest start, the stream's own ``stream_ended`` or another stream's start ends it.
+        """
+        return f"{self.base}stream_last_starts"

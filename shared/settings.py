@@ -85,22 +85,34 @@ class BaseServiceSettings(BaseSettings):
         default=5, ge=1, description="Idle time after a response before the connection closes."
     )
     stream_maxlen_chat: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:chat (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:chat (MAXLEN ~).",
     )
     stream_maxlen_viewers: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:viewers (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:viewers (MAXLEN ~).",
     )
     stream_maxlen_donation: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:donation (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:donation (MAXLEN ~).",
     )
     stream_maxlen_sub: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:sub (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:sub (MAXLEN ~).",
     )
     stream_maxlen_lifecycle: int = Field(
-        default=1_000_000, ge=1, description="Entries kept in events:lifecycle (MAXLEN ~)."
+        default=1_000_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:lifecycle (MAXLEN ~).",
     )
     stream_maxlen_dead: int = Field(
-        default=100_000, ge=1, description="Entries kept in events:dead (MAXLEN ~)."
+        default=100_000,
+        ge=1,
+        description="Entries kept in each partition's events:{pNN}:dead (MAXLEN ~).",
     )
     dedupe_ttl_s: int = Field(
         default=86_400,
@@ -222,7 +234,9 @@ class BanditSettings(BaseServiceSettings):
         default=1.0, gt=0, le=1, description="Per-update decay of old evidence; 1 keeps all."
     )
     bandit_state_path: str = Field(
-        default="data/bandit_state.json", description="JSON backup of the bandit state."
+        default="data/bandit_state.json",
+        description="JSON backup of the bandit: one file per channel in this path without "
+        ".json (data/bandit_state/); a single file here (earlier versions) is still read.",
     )
 
     _split_activities = field_validator("activities", mode="before")(split_commas)

@@ -20,6 +20,7 @@ import tools.benchmarks.analytics_consume as analytics_consume
 import tools.benchmarks.analytics_fanout as analytics_fanout
 import tools.benchmarks.analytics_latency as analytics_latency
 import tools.benchmarks.harness as harness
+import tools.benchmarks.history as history
 import tools.benchmarks.publisher as publisher
 import tools.benchmarks.scale as scale
 import tools.benchmarks.slow_clients as slow_clients
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "orchestrator-decision": bench_orchestrator.bench_decision,
     "orchestrator-claude": bench_claude.bench_claude,
     "learning": bench_learning,
+    "history": history.bench_history,
     "scale": scale.bench_scale,
 }
 

@@ -113,7 +113,11 @@ def write_lifecycle(
     keys: AnalyticsKeys,
     event: StreamStartedEvent | StreamEndedEvent | ActivityChangedEvent,
 ) -> None:
-    """Starts, ends and activity changes: the stream's timeline, by time."""
+    """Starts, ends and activity changes: the stream's timeline, by time.
+
+    A start also goes into the lifecycle's index by stream (its first and latest start),
+    so a reader of one stream reads a range of the lifecycle, not its whole history.
+    """
     record = event.model_dump(
         mode="json",
         include={
@@ -127,7 +131,11 @@ def write_lifecycle(
             "decided_by",
         },
     )
-    w.zadd(keys.lifecycle, lifecycle_member(record), ts_ms(event))
+    at = ts_ms(event)
+    w.zadd(keys.lifecycle, lifecycle_member(record), at)
+    if isinstance(event, StreamStartedEvent):
+        w.zadd_min(keys.stream_first_starts, event.stream_id, at)
+        w.zadd_max(keys.stream_last_starts, event.stream_id, at)
 
 
 def write_social(w: BatchWrites, keys: AnalyticsKeys, event: FollowEvent | RaidEvent) -> None:

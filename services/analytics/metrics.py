@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from shared.clock import epoch_ms, format_ts, from_epoch_ms
 from shared.keys import AnalyticsKeys, Keys
 from shared.readmodel.figures import engagement_score as engagement_score
+from shared.readmodel.lifecycle import LATEST_PAGE, LIFECYCLE_LUA, read_latest_lifecycle
 from shared.readmodel.lifecycle import StreamState as StreamState
-from shared.readmodel.lifecycle import read_lifecycle
 from shared.readmodel.lifecycle import stream_state as stream_state
 from shared.readmodel.paid_sums import FOREVER_MS, PAID_SUMS_LUA, PaidSums
 
@@ -35,12 +35,15 @@ MIN_RATE_WINDOW_MS = 60_000
 SNAPSHOT_ATTEMPTS = 5
 SNAPSHOT = (
     PAID_SUMS_LUA
+    + LIFECYCLE_LUA
     + """
 -- KEYS: clock, version, chat_window, chatter_window, viewers, lifecycle,
 --       paid, paid_data, paid_minutes.
 -- ARGV: chat window ms, engagement window ms, today's start and end ms, this stream's
 --       start and exclusive end ms ('' without a stream), start of the live stream
---       ('' when not live), the rate window ms and its minimum.
+--       ('' when not live), the rate window ms and its minimum, the lifecycle page.
+-- The lifecycle is read from the latest stream_started on: enough for the stream's
+-- state, and as long as that stream, not the channel's history.
 local now = tonumber(redis.call('ZSCORE', KEYS[1], 'now'))
 if not now then return false end
 local chat_from = now - tonumber(ARGV[1])
@@ -66,7 +69,7 @@ return {
   redis.call('ZCOUNT', KEYS[3], '(' .. chat_from, '+inf'),
   redis.call('ZCOUNT', KEYS[4], '(' .. engagement_from, '+inf'),
   redis.call('ZREVRANGE', KEYS[5], 0, 0),
-  redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES'),
+  latest_lifecycle(KEYS[1], KEYS[6], tonumber(ARGV[10])),
   sum(tonumber(ARGV[3]), tonumber(ARGV[4])),
   stream,
   sum(engagement_from + 1, forever),
@@ -178,12 +181,13 @@ class MetricsComputer:
     async def snapshot(self, channel: str) -> Snapshot | None:
         """One atomic read of the raw state and its paid totals (windows trimmed on the way).
 
-        The day and stream ranges come from a first read of the clock and lifecycle;
+        The day and stream ranges come from a first read of the clock and the latest
+        stream's lifecycle;
         if the snapshot shows another day or stream (they changed in between), it is
         taken again with the ranges it showed, so the totals always match its own state.
         """
         keys = self.keys.analytics(channel)
-        now_ms, lifecycle = await read_lifecycle(self.redis, keys)
+        now_ms, lifecycle = await read_latest_lifecycle(self.redis, keys)
         plan = Plan.of(now_ms, stream_state(lifecycle), self.zone)
         for _ in range(SNAPSHOT_ATTEMPTS):
             snap = await self._read(keys, plan)
@@ -216,6 +220,7 @@ class MetricsComputer:
                 *plan.args(),
                 HOUR_MS,
                 MIN_RATE_WINDOW_MS,
+                LATEST_PAGE,
             ],
         )
         return parse_snapshot(raw) if raw else None

@@ -39,6 +39,7 @@ for _, op in ipairs(ops) do
   local kind, key, args = op[1], KEYS[op[2]], op[3]
   if kind == 'zadd' then chunked('ZADD', key, nil, args, 1000)
   elseif kind == 'zadd_max' then chunked('ZADD', key, 'GT', args, 1000)
+  elseif kind == 'zadd_min' then chunked('ZADD', key, 'LT', args, 1000)
   elseif kind == 'hset' then chunked('HSET', key, nil, args, 1000)
   elseif kind == 'hincrby' then
     for i = 1, #args, 2 do redis.call('HINCRBY', key, args[i], args[i + 1]) end
@@ -110,6 +111,7 @@ class BatchWrites:
     def __init__(self) -> None:
         self._zadd: dict[str, dict[str, int]] = defaultdict(dict)
         self._zadd_max: dict[str, dict[str, int]] = defaultdict(dict)
+        self._zadd_min: dict[str, dict[str, int]] = defaultdict(dict)
         self._hset: dict[str, dict[str, str]] = defaultdict(dict)
         self._hincrby: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._zincrby: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -126,6 +128,11 @@ class BatchWrites:
         """ZADD GT: ``member``'s score becomes the largest seen."""
         known = self._zadd_max[key].get(member)
         self._zadd_max[key][member] = score if known is None else max(known, score)
+
+    def zadd_min(self, key: str, member: str, score: int) -> None:
+        """ZADD LT: ``member``'s score becomes the smallest seen."""
+        known = self._zadd_min[key].get(member)
+        self._zadd_min[key][member] = score if known is None else min(known, score)
 
     def hset(self, key: str, field: str, value: str) -> None:
         """HSET ``field`` to ``value``."""
@@ -172,7 +179,11 @@ class BatchWrites:
         def add(kind: str, key: str, args: list[Any]) -> None:
             ops.append([kind, index(key), args])
 
-        for kind, table in (("zadd", self._zadd), ("zadd_max", self._zadd_max)):
+        for kind, table in (
+            ("zadd", self._zadd),
+            ("zadd_max", self._zadd_max),
+            ("zadd_min", self._zadd_min),
+        ):
             for key, scores in table.items():
                 add(kind, key, [x for m, s in scores.items() for x in (str(s), m)])
         for kind, fields in (

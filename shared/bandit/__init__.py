@@ -22,16 +22,23 @@ The maths lives in pure numpy functions (:func:`sample_arm`,
 code. :class:`ThompsonBandit` keeps the state of one channel in the Redis hash
 ``bandit:{channel}`` and applies updates with one Lua script, which performs
 exactly :func:`posterior_update`'s floating-point operations (the tests check
-they agree bit for bit). The JSON backup (``data/bandit_state.json``) holds every
-channel; see ``docs/bandit.md``.
+they agree bit for bit). The JSON backup (``BANDIT_STATE_PATH``,
+``data/bandit_state.json``) keeps one file per channel
+(``data/bandit_state/{channel}.json``); see ``docs/bandit.md``.
 
 Modules: :mod:`~shared.bandit.posterior` (the maths), :mod:`~shared.bandit.state`
 (arm state and the backup's models), :mod:`~shared.bandit.store` (the Redis
 hash, its Lua scripts and :class:`ThompsonBandit`), :mod:`~shared.bandit.backup`
-(the JSON file). Import from ``shared.bandit``.
+(the JSON files). Import from ``shared.bandit``.
 """
 
-from shared.bandit.backup import DEFAULT_STATE_PATH, read_state, write_channel
+from shared.bandit.backup import (
+    DEFAULT_STATE_PATH,
+    channel_path,
+    read_channel,
+    read_state,
+    write_channel,
+)
 from shared.bandit.posterior import (
     Estimate,
     argmax_random_ties,
@@ -70,10 +77,12 @@ __all__ = [
     "ThompsonBandit",
     "argmax_random_ties",
     "bandit_factory",
+    "channel_path",
     "check_reward",
     "decay",
     "evidence_weight",
     "posterior_update",
+    "read_channel",
     "read_state",
     "sample_arm",
     "stored_arms",

@@ -1,18 +1,27 @@
-"""The JSON backup of every channel's bandit (``data/bandit_state.json``).
+"""The JSON backup of each channel's bandit: one file per channel (``data/bandit_state/``).
 
-One file for all channels, merged under an advisory lock and replaced atomically
-(temp file, fsync, rename), so concurrent saves of different channels never lose
-each other's entries; a corrupt file is moved aside, never silently overwritten.
+``BANDIT_STATE_PATH`` (``data/bandit_state.json``) names the backup. Each channel is
+saved to its own file in the folder of that name without ``.json``
+(``data/bandit_state/demo.json``; a path without ``.json`` is the folder itself), in
+the format of the single file earlier versions kept for every channel,
+``{"channels": {channel: ...}}`` with one channel. A save writes only its channel's
+file, so its cost does not grow with the number of channels (the single file was
+read, merged and rewritten whole on every save). The file is replaced atomically
+(temp file, fsync, rename); a corrupt one is moved aside, never silently overwritten.
+
+Reads take the channel's own file and, for a channel without one, its entry in the
+single file at ``BANDIT_STATE_PATH`` itself, if there is one (the earlier format,
+still read; never written).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,6 +31,24 @@ from shared.bandit.state import BanditStateError, ChannelSnapshot, StateFile
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_PATH = Path("data/bandit_state.json")
+UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def backup_dir(path: Path) -> Path:
+    """The folder of one file per channel: ``path`` without ``.json`` (or ``path`` itself)."""
+    return path.with_suffix("") if path.suffix == ".json" else path
+
+
+def channel_path(path: Path, channel: str) -> Path:
+    """The file of ``channel`` in the backup at ``path``: ``{folder}/{channel}.json``.
+
+    A channel name with characters unsafe in a file name (logins never have any) gets
+    a cleaned name plus a short hash, so two channels never share a file.
+    """
+    clean = UNSAFE.sub("_", channel) or "_"
+    if clean != channel:
+        clean = f"{clean[:100]}-{hashlib.sha256(channel.encode()).hexdigest()[:10]}"
+    return backup_dir(path) / f"{clean}.json"
 
 
 def read_state(path: Path) -> StateFile:
@@ -36,31 +63,42 @@ def read_state(path: Path) -> StateFile:
         raise BanditStateError(f"{path}: not a valid bandit state file: {error}") from error
 
 
+def read_channel(path: Path, channel: str) -> ChannelSnapshot | None:
+    """``channel``'s saved state: its own file, else its entry in the single file at ``path``.
+
+    None when neither has it; :class:`BanditStateError` when the file that would have
+    it is unreadable or corrupt.
+    """
+    own = channel_path(path, channel)
+    if own.exists():
+        return read_state(own).channels.get(channel)
+    if path.is_file():
+        return read_state(path).channels.get(channel)
+    return None
+
+
+def backup_exists(path: Path) -> bool:
+    """True when the backup at ``path`` exists: its folder, or the single file of old."""
+    return backup_dir(path).is_dir() or path.is_file()
+
+
 def write_channel(path: Path, channel: str, snapshot: ChannelSnapshot) -> None:
-    """Merge ``channel``'s snapshot into the file at ``path`` (see :meth:`ThompsonBandit.save`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path.with_name(path.name + ".lock")):
-        state = StateFile()
-        if path.exists():
-            try:
-                state = read_state(path)
-            except BanditStateError as error:
-                aside = path.with_name(path.name + ".corrupt")
-                os.replace(path, aside)
-                log.error("%s; moved aside to %s, writing a fresh file", error, aside)
-        state.channels[channel] = snapshot
-        replace_atomically(path, state.model_dump_json(indent=2) + "\n")
+    """Replace ``channel``'s file in the backup at ``path`` (see :meth:`ThompsonBandit.save`).
 
-
-@contextlib.contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``flock``) on ``lock_path`` while inside."""
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    Only that channel's file is written. A corrupt file already there is moved aside
+    to ``{file}.corrupt`` (logged) first.
+    """
+    target = channel_path(path, channel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            read_state(target)
+        except BanditStateError as error:
+            aside = target.with_name(target.name + ".corrupt")
+            os.replace(target, aside)
+            log.error("%s; moved aside to %s, writing a fresh file", error, aside)
+    state = StateFile(channels={channel: snapshot})
+    replace_atomically(target, state.model_dump_json(indent=2) + "\n")
 
 
 def replace_atomically(path: Path, text: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Self
 import numpy as np
 from redis.asyncio import Redis
 
-from shared.bandit.backup import DEFAULT_STATE_PATH, read_state, write_channel
+from shared.bandit.backup import DEFAULT_STATE_PATH, backup_exists, read_channel, write_channel
 from shared.bandit.posterior import (
     Estimate,
     FloatArray,
@@ -184,12 +184,13 @@ class ThompsonBandit:
         return sorted(self.arms, key=lambda arm: -states[arm].mean)
 
     async def save(self, path: PathLike = DEFAULT_STATE_PATH) -> None:
-        """Write this channel's state into the JSON file at ``path``, keeping other channels.
+        """Write this channel's state to its own file in the backup at ``path``.
 
-        The folder is created; the file is replaced atomically (temp file +
-        rename) under an advisory lock (``<path>.lock``), so concurrent savers
-        never lose each other's channels. A corrupt existing file is moved aside
-        to ``<path>.corrupt`` (logged) rather than blocking the save.
+        ``data/bandit_state.json`` saves ``demo`` to ``data/bandit_state/demo.json``
+        (:mod:`shared.bandit.backup`); no other channel's file is touched. The folder
+        is created; the file is replaced atomically (temp file + rename). A corrupt
+        existing file is moved aside to ``<file>.corrupt`` (logged) rather than
+        blocking the save.
         """
         snapshot = await self.snapshot()
         await asyncio.to_thread(write_channel, Path(path), self.channel, snapshot)
@@ -226,7 +227,9 @@ class ThompsonBandit:
         corrupt, or has no entry for ``channel``.
         """
         bandit = cls(redis, keys, channel, arms, **options)
-        entry = (await asyncio.to_thread(read_state, Path(path))).channels.get(channel)
+        if not await asyncio.to_thread(backup_exists, Path(path)):
+            raise BanditStateError(f"{path}: cannot read the bandit state: no such backup")
+        entry = await asyncio.to_thread(read_channel, Path(path), channel)
         if entry is None:
             raise BanditStateError(f"{path}: no bandit state for channel {channel!r}")
         await bandit._write(entry, mode="overwrite")
@@ -239,10 +242,7 @@ class ThompsonBandit:
         this channel, gives False; a corrupt one raises :class:`BanditStateError`.
         Redis is untouched in all those cases.
         """
-        file = Path(path)
-        if not await asyncio.to_thread(file.exists):
-            return False
-        entry = (await asyncio.to_thread(read_state, file)).channels.get(self.channel)
+        entry = await asyncio.to_thread(read_channel, Path(path), self.channel)
         if entry is None:
             return False
         return await self._write(entry, mode="seed")

@@ -21,9 +21,12 @@ Invariants:
 
 * Time is event time (``ts``), epoch ms; ranges are half-open ``[start, end)``,
   a live stream runs through the channel clock (the largest ``ts`` seen).
-* Every read is atomic: one ``MULTI`` (clock + lifecycle) or one Lua script
-  (:data:`shared.readmodel.ranges.READ_RANGE`, the paid-sum scripts), so a
-  reader never sees half a batch.
+* Every read is atomic: one Lua script (:data:`shared.readmodel.lifecycle.READ_STREAM`,
+  :data:`shared.readmodel.ranges.READ_RANGE`, the paid-sum scripts) or one ``MULTI``,
+  so a reader never sees half a batch.
+* No read grows with the channel's history: a stream's lifecycle is one range of
+  it, found through the clock's ``started`` and the index by stream
+  (``stream_first_starts``, ``stream_last_starts``), never the whole set.
 * Money is summed in integer cents and reported in USD rounded to cents.
 * A summary never raises for missing data: absent inputs are zeros, listed in
   ``missing``.

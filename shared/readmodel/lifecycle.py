@@ -6,6 +6,12 @@ encoded by :func:`lifecycle_member`, the one encoding writer and readers share.
 Readers parse members (:func:`lifecycle_type`), never match their text.
 :func:`stream_state` folds them into where the broadcast stands (analytics'
 metrics, the orchestrator's loop); :func:`timeline` gives one stream's segments.
+
+The set is never trimmed, so it is never read whole in service: one script,
+:data:`READ_STREAM`, reads one stream's range of it, found through the clock's
+``started`` (the latest stream) or the index by stream the writer keeps beside it
+(``stream_first_starts``, ``stream_last_starts``), so a read costs the stream's
+entries, not the channel's history.
 """
 
 from __future__ import annotations
@@ -122,27 +128,145 @@ async def read_lifecycle(redis: Redis, keys: AnalyticsKeys) -> tuple[int, list[t
 
 
 LATEST_PAGE = 64
+"""Entries a lifecycle script reads at a time when it walks the set entry by entry."""
+
+LIFECYCLE_LUA = """
+-- Reads of one stream's lifecycle (shared/readmodel/lifecycle.py): a range of the set
+-- from the stream's start, never its whole history.
+local function lifecycle_event(raw)
+  local ok, event = pcall(cjson.decode, raw)
+  if ok and type(event) == 'table' then return event end
+  return {}
+end
+local function latest_start_ms(clock, lifecycle, page)
+  -- the clock's start is the latest stream_started's ts (both written by one script);
+  -- state without it (written by hand, or before it existed) is walked back to one
+  local started = redis.call('ZSCORE', clock, 'started')
+  if started then return started end
+  local offset = 0
+  while true do
+    local entries = redis.call('ZREVRANGE', lifecycle, offset, offset + page - 1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      if lifecycle_event(entries[i]).type == 'stream_started' then return entries[i + 1] end
+    end
+    if #entries < 2 * page then return nil end
+    offset = offset + page
+  end
+end
+local function latest_lifecycle(clock, lifecycle, page)
+  -- every entry from the latest stream_started's instant on (all of them without one)
+  local started = latest_start_ms(clock, lifecycle, page)
+  if not started then return redis.call('ZRANGE', lifecycle, 0, -1, 'WITHSCORES') end
+  return redis.call('ZRANGEBYSCORE', lifecycle, started, '+inf', 'WITHSCORES')
+end
+"""
+
+READ_STREAM = (
+    LIFECYCLE_LUA
+    + """
+-- KEYS: clock, lifecycle, stream_first_starts, stream_last_starts.
+-- ARGV: stream id ('' for the latest started), page.
+-- Returns {clock now, flat member/score pairs}: every entry from the stream's first
+-- start through the event that ends it (through the newest entry while it is live).
+local clock, lifecycle, firsts, lasts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = redis.call('ZSCORE', clock, 'now') or '0'
+local page = tonumber(ARGV[2])
+local function range(lo, hi)
+  return redis.call('ZRANGEBYSCORE', lifecycle, lo, hi, 'WITHSCORES')
+end
+local id = ARGV[1]
+if id == '' then
+  local entries = latest_lifecycle(clock, lifecycle, page)
+  if #entries == 0 then return {now, entries} end
+  -- a stream started again (a reconnect) began at its first start: read back to it
+  local from = entries[2]
+  local lo = tonumber(from)
+  for i = 1, #entries, 2 do
+    if entries[i + 1] ~= from then break end
+    local event = lifecycle_event(entries[i])
+    if event.type == 'stream_started' and type(event.stream_id) == 'string' then
+      local first = tonumber(redis.call('ZSCORE', firsts, event.stream_id) or from)
+      if first < lo then lo = first end
+    end
+  end
+  if lo < tonumber(from) then
+    local before = range(string.format('%d', lo), '(' .. from)
+    for i = 1, #entries do before[#before + 1] = entries[i] end
+    entries = before
+  end
+  return {now, entries}
+end
+local first = redis.call('ZSCORE', firsts, id)
+if not first then
+  -- not indexed: no such stream, or state from before the index (read it all then)
+  local oldest = redis.call('ZRANGE', lifecycle, 0, 0, 'WITHSCORES')
+  local indexed = redis.call('ZRANGE', firsts, 0, 0, 'WITHSCORES')
+  if #oldest > 0 and (#indexed == 0 or tonumber(oldest[2]) < tonumber(indexed[2])) then
+    return {now, redis.call('ZRANGE', lifecycle, 0, -1, 'WITHSCORES')}
+  end
+  return {now, {}}
+end
+-- past its latest start it ends at its own stream_ended or at another stream's start
+local last = redis.call('ZSCORE', lasts, id) or first
+local offset = 0
+while true do
+  local entries = redis.call(
+    'ZRANGEBYSCORE', lifecycle, '(' .. last, '+inf', 'WITHSCORES', 'LIMIT', offset, page)
+  for i = 1, #entries, 2 do
+    local event = lifecycle_event(entries[i])
+    if (event.type == 'stream_ended' and event.stream_id == id)
+        or (event.type == 'stream_started' and event.stream_id ~= id) then
+      return {now, range(first, entries[i + 1])}
+    end
+  end
+  if #entries < 2 * page then return {now, range(first, '+inf')} end
+  offset = offset + page
+end
+"""
+)
 
 
 async def read_latest_lifecycle(
     redis: Redis, keys: AnalyticsKeys
 ) -> tuple[int, list[tuple[str, float]]]:
-    """Like :func:`read_lifecycle`, but only back to the latest ``stream_started``.
+    """Like :func:`read_lifecycle`, but only the latest started stream's entries, newest first.
 
-    Reads newest first, a page at a time, so the cost follows the latest stream's
-    length, not the channel's whole history (the orchestrator calls this every tick).
+    Every entry from the latest ``stream_started``'s instant on (from the stream's first
+    start, if it was started again), so the cost follows the latest stream's length, not
+    the channel's history (the orchestrator calls this every tick).
     """
-    now = await redis.zscore(keys.clock, "now")
-    pairs: list[tuple[str, float]] = []
-    while True:
-        page: list[tuple[str, float]] = await redis.zrevrange(  # type: ignore[assignment]
-            keys.lifecycle, len(pairs), len(pairs) + LATEST_PAGE - 1, withscores=True
-        )
-        pairs += [(str(raw), float(at)) for raw, at in page]
-        if len(page) < LATEST_PAGE or any(
-            lifecycle_type(str(raw)) == STREAM_STARTED for raw, _ in page
-        ):
-            return int(now or 0), pairs
+    return await _read_stream(redis, keys, "", newest_first=True)
+
+
+async def read_stream_lifecycle(
+    redis: Redis, keys: AnalyticsKeys, stream_id: str
+) -> tuple[int, list[tuple[str, float]]]:
+    """The channel clock and the entries :func:`find_span` needs for ``stream_id``, in time
+    order: from its first start through the event that ends it, one range of the set.
+
+    A stream the index (``stream_first_starts``) lacks gives no entries, unless the
+    lifecycle holds entries older than the index (state written before it): then all.
+    """
+    return await _read_stream(redis, keys, stream_id, newest_first=False)
+
+
+async def _read_stream(
+    redis: Redis, keys: AnalyticsKeys, stream_id: str, *, newest_first: bool
+) -> tuple[int, list[tuple[str, float]]]:
+    """One run of :data:`READ_STREAM` (atomic, one round trip)."""
+    script = redis.register_script(READ_STREAM)
+    now, flat = await script(
+        keys=[keys.clock, keys.lifecycle, keys.stream_first_starts, keys.stream_last_starts],
+        args=[stream_id, LATEST_PAGE],
+    )
+    pairs = [(_text(raw), float(at)) for raw, at in zip(flat[::2], flat[1::2], strict=True)]
+    if newest_first:
+        pairs.reverse()
+    return int(float(now)), pairs
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parse_lifecycle(pairs: Iterable[tuple[str, float]]) -> list[Entry]:
@@ -235,8 +359,10 @@ async def load_stream(
     redis: Redis, keys: AnalyticsKeys, stream_id: str | None
 ) -> tuple[str, Span | None, list[Segment]]:
     """The stream id (latest started by default), its span and its segments."""
-    reader = read_lifecycle if stream_id else read_latest_lifecycle
-    now_ms, pairs = await reader(redis, keys)
+    if stream_id:
+        now_ms, pairs = await read_stream_lifecycle(redis, keys, stream_id)
+    else:
+        now_ms, pairs = await read_latest_lifecycle(redis, keys)
     entries = parse_lifecycle(pairs)
     if stream_id is None:
         stream_id = stream_state(pairs).stream_id

@@ -226,11 +226,12 @@ EXPECTED: dict[str, Expect] = {
     "redis-cli PTTL orchestrator:lease:demo": Expect(matches=r"^[1-9][0-9]{3,}$"),
     # bandit backup and restore
     SAVE_SNIPPET: Expect(
-        prints=("saved demo to data/bandit_state.json",), files=("data/bandit_state.json",)
+        prints=("saved demo to data/bandit_state.json",),
+        files=("data/bandit_state/demo.json",),
     ),
-    "mkdir -p backups && cp data/bandit_state.json "
-    '"backups/bandit_state-$(date +%Y%m%d-%H%M).json"': Expect(
-        files=("backups/bandit_state-*.json",)
+    "mkdir -p backups && cp -r data/bandit_state "
+    '"backups/bandit_state-$(date +%Y%m%d-%H%M)"': Expect(
+        files=("backups/bandit_state-*/demo.json",)
     ),
     LOAD_SNIPPET: Expect(prints=("demo {'talk': ", "'gameplay': 0.7")),
     "redis-cli --raw DUMP bandit:demo | head -c -1 > bandit-demo.dump": Expect(

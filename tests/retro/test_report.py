@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from services.analytics.settings import AnalyticsSettings
 from services.retro.settings import RetroSettings
-from shared.bandit import ThompsonBandit
+from shared.bandit import ThompsonBandit, channel_path
 from shared.publisher import Publisher
 from tests.analytics.test_metrics import consume_all
 from tests.readmodel.test_stream_summary import STREAM, TWO, extended_stream
@@ -188,7 +188,7 @@ async def test_bandit_rewards_json_files_and_index(
     ids = [f"{STREAM}:{ms(0)}:talk", f"{STREAM}:{ms(300)}:q_and_a", f"{STREAM}:{ms(780)}:talk"]
     expected = dict(zip(ids, [R_TALK, R_QA, R_TALK2], strict=True))
     assert await bandit.rewards(ids) == pytest.approx(expected)
-    saved = json.loads(read(settings.bandit_state_path))
+    saved = json.loads(read(channel_path(Path(settings.bandit_state_path), "demo")))
     assert saved["channels"]["demo"]["arms"]["talk"]["updates"] == 2
     # The report: Redis hash, index (by end time), files.
     report = json.loads(stored["report"])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +14,6 @@ from redis.asyncio import Redis
 from shared.bandit import (
     DEFAULT_ARMS,
     ArmState,
-    BanditStateError,
     Estimate,
     ThompsonBandit,
     argmax_random_ties,
@@ -224,134 +221,6 @@ async def test_redis_script_matches_the_pure_update_bit_for_bit(
     state = await bandit.state()
     assert [state[arm].alpha for arm in ARMS] == alpha.tolist()
     assert [state[arm].beta for arm in ARMS] == beta.tolist()
-
-
-# --- the JSON file ---------------------------------------------------------------------------
-
-
-async def test_save_and_load_round_trip(
-    make_bandit: Factory, redis: Redis, keys: Keys, tmp_path: Path
-) -> None:
-    path = tmp_path / "nested" / "bandit_state.json"
-    bandit = make_bandit(prior_alpha=1.0, prior_beta=1.0, discount=0.99)
-    await give(bandit, "gameplay", [1.0, 0.3])
-    await bandit.update("talk", 0.0)
-    before = await bandit.state()
-    await bandit.save(path)
-
-    saved = json.loads(path.read_text())["channels"]["demo"]
-    assert saved["arms"]["gameplay"] == {
-        "alpha": before["gameplay"].alpha,
-        "beta": before["gameplay"].beta,
-        "updates": 2,
-    }
-    assert saved["priors"] == {"alpha": 1.0, "beta": 1.0}
-    assert saved["discount"] == 0.99
-    assert saved["saved_at"].endswith("Z")
-    assert not list(path.parent.glob("*.tmp"))
-
-    await redis.delete(keys.bandit("demo"))
-    loaded = await ThompsonBandit.load(path, redis, keys, "demo", ARMS, discount=0.99)
-    assert await loaded.state() == before
-    assert loaded.discount == 0.99
-
-
-async def test_load_overwrites_what_redis_holds(
-    make_bandit: Factory, keys: Keys, redis: Redis, tmp_path: Path
-) -> None:
-    path = tmp_path / "state.json"
-    bandit = make_bandit()
-    await bandit.update("talk", 1.0)
-    await bandit.save(path)
-    await give(bandit, "music", [1.0] * 5)
-    loaded = await ThompsonBandit.load(path, redis, keys, "demo", ARMS)
-    state = await loaded.state()
-    assert state["talk"] == ArmState(alpha=2.0, beta=1.0, updates=1)
-    assert state["music"] == ArmState(alpha=1.0, beta=1.0, updates=0)
-
-
-async def test_two_channels_merge_into_one_file(make_bandit: Factory, tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    demo, other = make_bandit("demo"), make_bandit("other")
-    await demo.update("talk", 1.0)
-    await other.update("music", 0.0)
-    await asyncio.gather(demo.save(path), other.save(path))
-    await demo.update("talk", 1.0)
-    await demo.save(path)
-    channels = json.loads(path.read_text())["channels"]
-    assert set(channels) == {"demo", "other"}
-    assert channels["demo"]["arms"]["talk"]["alpha"] == 3.0
-    assert channels["other"]["arms"]["music"] == {"alpha": 1.0, "beta": 2.0, "updates": 1}
-
-
-async def test_seed_if_empty_seeds_only_an_empty_channel(
-    make_bandit: Factory, tmp_path: Path
-) -> None:
-    path = tmp_path / "state.json"
-    source = make_bandit("demo")
-    await source.update("q_and_a", 1.0)
-    await source.save(path)
-
-    empty = make_bandit("fresh")
-    assert not await empty.seed_if_empty(path)  # the file has no "fresh" channel
-    assert (await empty.state())["q_and_a"] == ArmState(alpha=1.0, beta=1.0)
-
-    await source.update("q_and_a", 1.0)  # Redis now differs from the file
-    assert not await source.seed_if_empty(path)
-    assert (await source.state())["q_and_a"].alpha == 3.0
-
-    await source._redis.delete(source._key)
-    assert await source.seed_if_empty(path)
-    assert (await source.state())["q_and_a"] == ArmState(alpha=2.0, beta=1.0, updates=1)
-
-
-async def test_missing_file_gives_false_or_a_clear_error_without_touching_redis(
-    make_bandit: Factory, redis: Redis, keys: Keys, tmp_path: Path
-) -> None:
-    bandit = make_bandit()
-    await bandit.update("talk", 1.0)
-    path = tmp_path / "absent.json"
-    assert not await bandit.seed_if_empty(path)
-    with pytest.raises(BanditStateError, match=r"absent\.json: cannot read"):
-        await ThompsonBandit.load(path, redis, keys, "demo", ARMS)
-    await bandit.save(tmp_path / "state.json")
-    with pytest.raises(BanditStateError, match="no bandit state for channel 'nobody'"):
-        await ThompsonBandit.load(tmp_path / "state.json", redis, keys, "nobody", ARMS)
-    assert (await bandit.state())["talk"] == ArmState(alpha=2.0, beta=1.0, updates=1)
-    assert not await redis.exists(keys.bandit("nobody"))
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        "{not json",
-        '{"channels": {"demo": {"arms": {"talk": {"alpha": -1, "beta": 1}}}}}',
-        '{"channels": {"demo": {"arms": {}, "priors": {"alpha": 1, "beta": 1}, '
-        '"discount": 2, "saved_at": "x"}}}',
-    ],
-)
-async def test_corrupt_file_gives_a_clear_error_without_touching_redis(
-    make_bandit: Factory, redis: Redis, keys: Keys, tmp_path: Path, content: str
-) -> None:
-    path = tmp_path / "state.json"
-    path.write_text(content)
-    bandit = make_bandit()
-    with pytest.raises(BanditStateError, match="not a valid bandit state file"):
-        await bandit.seed_if_empty(path)
-    await bandit.update("talk", 1.0)
-    with pytest.raises(BanditStateError, match="not a valid bandit state file"):
-        await ThompsonBandit.load(path, redis, keys, "demo", ARMS)
-    assert (await bandit.state())["talk"] == ArmState(alpha=2.0, beta=1.0, updates=1)
-
-
-async def test_save_over_a_corrupt_file_keeps_it_aside(
-    make_bandit: Factory, tmp_path: Path
-) -> None:
-    path = tmp_path / "state.json"
-    path.write_text("{not json")
-    await make_bandit().save(path)
-    assert (tmp_path / "state.json.corrupt").read_text() == "{not json"
-    assert "demo" in json.loads(path.read_text())["channels"]
 
 
 # --- learning --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
-from shared.bandit import ThompsonBandit
+from shared.bandit import ThompsonBandit, channel_path
 from shared.events import ActivityChangedEvent, ChatEvent, StreamEndedEvent
 from shared.rewards import SegmentScorer, segment_reward, shrunk_revenue_per_hour
 from tests.analytics.streams import START, STREAM, known_stream
@@ -73,7 +73,8 @@ async def test_each_ended_segment_is_scored_once_however_many_scorers_run(
         alpha, beta = state[arm]
         assert alpha + beta == pytest.approx(3.0)  # prior 1 + 1, plus one reward split r/(1-r)
     assert state["music"] == (1.0, 1.0)
-    assert (tmp_path / "bandit.json").exists(), "the JSON state is saved after each update"
+    saved = channel_path(tmp_path / "bandit.json", "demo")
+    assert saved.exists(), "the JSON state is saved after each update"
 
 
 async def test_segments_wait_for_the_grace_period_and_short_ones_are_not_scored(

@@ -1,4 +1,4 @@
-"""``make bench`` section ``scale``: one and two analytics replicas, orchestrator channels, memory.
+"""``make bench`` section ``scale``: one and two analytics replicas, orchestrator channels.
 
 Analytics: ``python -m services.analytics`` processes (1 or 2) over pre-published
 events of 100, 1,000 and 5,000 channels on 64 partitions. With two replicas the
@@ -8,8 +8,8 @@ instead of one taking everything and giving half back. Timed from the first even
 any replica acks (its ``/metrics``, polled every 50 ms) until every event is acked;
 CPU of each replica and of redis-server over that span; then the figures rounds
 (``streamloop_figures_round_seconds``, the broadcaster's own histogram) once the
-load is over. The orchestrator and memory parts are in
-:mod:`tools.benchmarks.scale_orchestrator`.
+load is over. The orchestrator part is in :mod:`tools.benchmarks.scale_orchestrator`;
+Redis memory per channel-hour is section ``history``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ from tools.benchmarks.children import Child, app_env, child
 from tools.benchmarks.harness import raise_fd_limit, run_uvloop
 from tools.benchmarks.measure import proc_cpu_s, redis_cpu_s, scrape
 from tools.benchmarks.scale_orchestrator import (
-    MemoryRun,
     OrchestratorRun,
-    measure_memory,
     measure_orchestrator,
-    memory_rows,
     orchestrator_rows,
 )
 
@@ -271,21 +268,19 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-async def measure_all(
-    url: str,
-) -> tuple[list[AnalyticsRun], list[OrchestratorRun], list[MemoryRun]]:
+async def measure_all(url: str) -> tuple[list[AnalyticsRun], list[OrchestratorRun]]:
     """Every part of the section, one after the other on one redis-server."""
-    return await measure_analytics(url), await measure_orchestrator(url), await measure_memory(url)
+    return await measure_analytics(url), await measure_orchestrator(url)
 
 
 def bench_scale() -> str:
-    """``scale``: analytics replicas, orchestrator channels per replica, memory per channel-hour."""
+    """``scale``: analytics replicas and orchestrator channels per replica."""
     raise_fd_limit()
     server = RedisServer()
     server.start()
     began = time.monotonic()
     try:
-        analytics, orchestrator, memory = run_uvloop(measure_all(server.url))
+        analytics, orchestrator = run_uvloop(measure_all(server.url))
     finally:
         server.close()
     return "\n".join(
@@ -298,9 +293,7 @@ def bench_scale() -> str:
             "",
             *orchestrator_rows(orchestrator),
             "",
-            "### Redis memory per channel",
-            "",
-            *memory_rows(memory),
+            "Redis memory per channel per streamed hour: section `history`.",
             "",
             f"Whole section: {time.monotonic() - began:.0f} s.",
         ]

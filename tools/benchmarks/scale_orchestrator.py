@@ -1,4 +1,4 @@
-"""Parts of ``make bench`` section ``scale``: orchestrator channels per replica, Redis memory.
+"""Part of ``make bench`` section ``scale``: orchestrator channels per replica.
 
 Orchestrator: one ``python -m services.orchestrator`` (the bandit alone, no Claude,
 ``COMMIT_SEGMENTS=false`` and ``MIN_SEGMENT_S=0`` so every interval is a decision)
@@ -6,11 +6,6 @@ deciding N live channels whose event-time clocks the benchmark moves with the wa
 clock. Each decision's stream entry id is the wall-clock ms it was recorded at, so
 the gap between a channel's consecutive decisions, less ``DECISION_INTERVAL_S``,
 is how late the loop got round to it.
-
-Memory: an hour of the simulator's default broadcast (and of a busy one) applied to
-a few channels' analytics state with the service's own handler; ``used_memory``
-growth per channel-hour. Event streams are capped (``STREAM_MAXLEN_*``) and dedupe
-markers expire, so they are not part of the per-hour growth (see section ``soak``).
 """
 
 from __future__ import annotations
@@ -21,14 +16,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from services.analytics.handler import apply_events
-from services.ingest.settings import IngestSettings
-from services.ingest.sources.audience import channel_rng, new_state, opening_events, step
-from services.ingest.sources.scenario import default_scenario
 from services.orchestrator.settings import OrchestratorSettings
 from shared.events import ActivityChangedEvent, EventBase, StreamStartedEvent
 from shared.redis_client import connect
@@ -212,71 +204,4 @@ def orchestrator_rows(runs: list[OrchestratorRun]) -> list[str]:
         "grow as 8 a second per channel; renewing only every third of the TTL and starting "
         "the ticks in one burst measured worse (p99 1.23 s against 0.55 s at 500 channels), "
         "so the loop is unchanged. Several replicas share channels through the same leases.",
-    ]
-
-
-@dataclass(frozen=True)
-class MemoryRun:
-    """``used_memory`` growth of an hour of one kind of broadcast."""
-
-    kind: str
-    events_per_hour: float
-    mb_per_channel_hour: float
-
-
-def broadcast_hour(channel: str, viewers: int | None, seed: int) -> list[EventBase]:
-    """An hour of the simulator's broadcast on ``channel`` (``viewers``: starting audience)."""
-    scenario = default_scenario()
-    if viewers is not None:
-        scenario = scenario.model_copy(update={"initial_viewers": viewers})
-    settings = IngestSettings(_env_file=None, sim_seed=seed)
-    rng = channel_rng(seed, channel)
-    start = datetime.now(UTC) - timedelta(hours=1)
-    state = new_state(scenario, settings, channel, start, rng)
-    events: list[EventBase] = opening_events(state)
-    for _ in range(3600):
-        events += step(state, rng, 1.0)
-    return events
-
-
-async def memory_run(url: str, kind: str, viewers: int | None) -> MemoryRun:
-    """``MEMORY_CHANNELS`` channels of one streamed hour each, through ``apply_events``."""
-    settings = OrchestratorSettings(_env_file=None, redis_url=url)
-    redis = connect(url)
-    try:
-        await redis.flushdb()
-        before = int((await redis.info("memory"))["used_memory"])
-        events = 0
-        for n in range(MEMORY_CHANNELS):
-            hour = broadcast_hour(f"m{n}", viewers, seed=n + 1)
-            events += len(hour)
-            for start in range(0, len(hour), 1000):
-                await apply_events(redis, settings.keys, hour[start : start + 1000])
-        grown = int((await redis.info("memory"))["used_memory"]) - before
-        await redis.flushdb()
-    finally:
-        await redis.aclose()
-    return MemoryRun(kind, events / MEMORY_CHANNELS, grown / MEMORY_CHANNELS / 1e6)
-
-
-async def measure_memory(url: str) -> list[MemoryRun]:
-    """The default broadcast and a busy one (5,000 starting viewers)."""
-    return [
-        await memory_run(url, "default scenario", None),
-        await memory_run(url, "busy (5,000 starting viewers)", 5_000),
-    ]
-
-
-def memory_rows(runs: list[MemoryRun]) -> list[str]:
-    """The memory table."""
-    return [
-        f"Redis memory of analytics state per channel per streamed hour: {MEMORY_CHANNELS} "
-        "channels, one simulated hour each, applied with the service's own handler "
-        "(`apply_events`); `used_memory` growth divided by channels. Kept for `STATE_TTL_S` "
-        "(7 days) after a channel's last event. Capped event streams and expiring dedupe "
-        "markers are measured in section `soak`.",
-        "",
-        "| broadcast | events per hour | MB per channel-hour |",
-        "|---|---:|---:|",
-        *(f"| {r.kind} | {r.events_per_hour:,.0f} | {r.mb_per_channel_hour:.2f} |" for r in runs),
     ]

@@ -254,12 +254,13 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "",
         f"Aim two replicas >= {SPEEDUP_AIM}x one at every channel count: "
         f"**{met(worst >= SPEEDUP_AIM)}** ({ratios} at {counts}"
-        " channels, on 2 shared cores; the ratio moves by several tenths from run to run). "
+        " channels, on 2 shared cores; the ratio and the round times swing widely from run to "
+        "run with the other work on the machine: the replica CPU column shows how much of a "
+        "core each replica got). "
         f"Aim figures round <= {ROUND_AIM_S} s per replica share (500 channels each of two) at "
         f"1,000 channels: **{met(worst_share <= ROUND_AIM_S)}** (slowest {worst_share:.3f} s; "
-        "a round costs about 1-1.5 ms a channel, mostly the replica's own CPU: one lifecycle "
-        "read, the snapshot script, the figures, the compare-and-set write, one channel after "
-        "another).",
+        "a round works one channel after another: one lifecycle read, the snapshot script, the "
+        "figures, the compare-and-set write; 1-1.5 ms a channel in the quieter runs).",
     ]
 
 

@@ -39,12 +39,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pydantic
-from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import MaxConnectionsError, ResponseError, WatchError
 
 from shared.clock import utc_now
+from shared.consumer_errors import (
+    ConsumerGroupMissing,
+    ScriptMissing,
+    group_missing,
+    is_nogroup,
+    is_noscript,
+    is_transient,
+)
+from shared.consumer_metrics import CONSUMED, DEAD_LETTERED, RunSummary, update_lag
 from shared.events import (
     DeadLetter,
     Event,
@@ -55,22 +63,18 @@ from shared.events import (
 )
 from shared.keys import EVENT_STREAMS, Stream
 from shared.reconnect import until_connected
-from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
 
-CONSUMED = Counter(
-    "streamloop_events_consumed_total", "Entries handled and acked.", ["group", "stream"]
-)
-DEAD_LETTERED = Counter(
-    "streamloop_dead_letters_total", "Entries sent to events:dead.", ["group", "stream"]
-)
-LAG = Gauge(
-    "streamloop_consumer_lag",
-    "Entries not yet read by the group, per partition's stream.",
-    ["group", "stream", "partition"],
-)
+__all__ = [
+    "ConsumerGroupMissing",
+    "ConsumerRunner",
+    "Delivery",
+    "Handler",
+    "RunSummary",
+    "default_consumer_name",
+]
 
 
 @dataclass(frozen=True)
@@ -91,33 +95,10 @@ class Handler(Protocol):
 
         Do not execute ``tx``: the runner adds the XACKs and commits both at once.
         Reads must use another client. Raise to have the batch retried entry by entry.
+        Queue scripts with :func:`shared.redis_client.queue_script`: on a cluster
+        (``tx`` is then a ``ClusterPipeline``) a bare EVALSHA of a script the node does
+        not know fails alone at EXEC, while the rest of the transaction commits.
         """
-
-
-class ConsumerGroupMissing(RuntimeError):
-    """The consumer group vanished while running (stream deleted or Redis lost its data)."""
-
-
-@dataclass
-class RunSummary:
-    """Counts of one runner's life, logged in one line when it stops."""
-
-    handled: int = 0
-    dead_lettered: int = 0
-    claimed: int = 0
-    fenced_batches: int = 0
-    reconnects: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def line(self, group: str, consumer: str) -> str:
-        """The one-line summary printed at shutdown."""
-        elapsed = time.monotonic() - self.started
-        return (
-            f"consumer {group}/{consumer} stopped after {elapsed:.1f} s: "
-            f"{self.handled} handled, {self.dead_lettered} dead-lettered, "
-            f"{self.claimed} claimed from dead consumers, {self.fenced_batches} batches "
-            f"dropped after a takeover, {self.reconnects} reconnects"
-        )
 
 
 @dataclass
@@ -195,8 +176,10 @@ class ConsumerRunner:
         try:
             return await self._step()
         except ResponseError as error:
-            if _is_nogroup(error):
-                raise _group_missing(error, self.group) from error
+            if is_nogroup(error):
+                raise group_missing(error, self.group) from error
+            if is_noscript(error):
+                raise ScriptMissing(f"{error} (a promoted replica knows no scripts)") from error
             raise
 
     async def _step(self) -> int:
@@ -214,10 +197,10 @@ class ConsumerRunner:
         batch = self._sort(entries)
         try:
             await self._commit(batch.deliveries, batch.dead, batch.acks)
-        except WatchError:
-            return self._fenced(len(entries))
+        except WatchError as error:
+            return self._fenced(len(entries), error)
         except Exception as error:
-            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+            if is_transient(error):
                 raise
             log.warning(
                 "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
@@ -386,10 +369,10 @@ class ConsumerRunner:
         stream = self.keys.stream(delivery.stream, self.partition)
         try:
             await self._commit([delivery], [], {stream: [delivery.entry_id]})
-        except WatchError:
-            self._fenced(1)
+        except WatchError as error:
+            self._fenced(1, error)
         except Exception as error:
-            if isinstance(error, CONNECTION_ERRORS) or _is_nogroup(error):
+            if is_transient(error):
                 raise
             await self._record_failure(delivery, stream, error)
 
@@ -412,8 +395,13 @@ class ConsumerRunner:
         letter = self._dead_letter(stream, delivery.entry_id, fields, reason)
         await self._commit([], [letter], {stream: [delivery.entry_id]})
 
-    def _fenced(self, size: int) -> int:
-        log.warning("%s: another consumer took over a batch of %d; dropped it", self.group, size)
+    def _fenced(self, size: int, error: WatchError) -> int:
+        """The commit was refused: the fence moved (another consumer took the batch over),
+        or, on a cluster, the connection failed while watching (redis-py raises
+        WatchError then too, even if EXEC ran). Either way re-reading the pending entries
+        is right: what committed is acked, so only what did not comes back.
+        """
+        log.warning("%s: commit of a batch of %d refused (%s); dropped it", self.group, size, error)
         self.summary.fenced_batches += 1
         self._reread_pending = True
         return 0
@@ -427,11 +415,7 @@ class ConsumerRunner:
             DEAD_LETTERED.labels(self.group, self.keys.kind_of(letter.stream).value).inc()
 
     async def _update_lag(self) -> None:
-        for stream in self.streams:
-            for info in await self.redis.xinfo_groups(stream):
-                if info.get("name") == self.group and info.get("lag") is not None:
-                    kind = self.keys.kind_of(stream).value
-                    LAG.labels(self.group, kind, str(self.partition)).set(info["lag"])
+        await update_lag(self.redis, self.group, self.streams, self.keys, self.partition)
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""
@@ -467,14 +451,3 @@ async def _unless_stopped(read: Awaitable[Any], stop: asyncio.Event) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
     return reading.result() if not reading.cancelled() else None
-
-
-def _is_nogroup(error: Exception) -> bool:
-    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
-
-
-def _group_missing(error: ResponseError, group: str) -> ConsumerGroupMissing:
-    return ConsumerGroupMissing(
-        f"consumer group {group!r} is gone ({error}): a stream was deleted or Redis lost its "
-        "data; restart the service to recreate the group from the start of each stream"
-    )

@@ -16,6 +16,7 @@ Redis (or a migration), like changing ``REDIS_KEY_PREFIX``.
 from __future__ import annotations
 
 import functools
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -65,3 +66,24 @@ class Partitions:
         for channel in channels:
             grouped.setdefault(self.of(channel), []).append(channel)
         return grouped
+
+
+def main(argv: list[str]) -> int:
+    """``python -m shared.partitions CHANNEL...``: print each channel's hash tag, one a line.
+
+    ``PARTITIONS`` is read as the services read it (environment, then ``.env``), so
+    ``"metrics:$(python -m shared.partitions demo):demo"`` names the key they write.
+    """
+    if not argv or any(arg.startswith("-") for arg in argv):
+        print("usage: python -m shared.partitions CHANNEL...", file=sys.stderr)
+        return 2
+    from shared.settings import BaseServiceSettings  # here: settings imports this module
+
+    partitioning = BaseServiceSettings().partitioning
+    for channel in argv:
+        print(partitioning.tag_of(channel))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

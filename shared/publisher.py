@@ -17,6 +17,7 @@ are still declared in KEYS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter as Counter_
@@ -32,6 +33,9 @@ from shared.keys import Stream
 from shared.settings import HIGH_VOLUME_TYPES, BaseServiceSettings
 
 log = logging.getLogger(__name__)
+
+CLUSTER_CONCURRENCY = 16
+"""Script calls in flight at once on a cluster (one per partition at most)."""
 
 PUBLISHED = Counter(
     "streamloop_events_published_total", "Events written to a stream.", ["stream", "source"]
@@ -116,13 +120,45 @@ class Publisher:
             for start in range(0, len(group), size)
         ]
         result = PublishResult()
-        if len(batches) == 1 or not isinstance(self._redis, Redis):
-            for batch in batches:
-                packed = self._pack(batch)
-                self._record(batch, await self._script(keys=packed[1], args=packed[2]), result)
-        elif batches:
+        if len(batches) == 1:
+            self._record(batches[0], await self._call(batches[0]), result)
+        elif batches and isinstance(self._redis, Redis):
             await self._publish_overlapped(batches, result)
+        elif batches:
+            await self._publish_per_node(batches, result)
         return result
+
+    async def _call(self, batch: list[EventBase]) -> list[str]:
+        """One script call for ``batch`` (it reloads the script on NOSCRIPT, as after a
+        failover: the dedupe markers make that retry safe)."""
+        _, keys, args = self._pack(batch)
+        entry_ids: list[str] = await self._script(keys=keys, args=args)
+        return entry_ids
+
+    async def _publish_per_node(
+        self, batches: list[list[EventBase]], result: PublishResult
+    ) -> None:
+        """On a cluster: partitions in parallel (each call goes to its partition's node,
+        at most ``CLUSTER_CONCURRENCY`` at once), each partition's batches in order."""
+        limit = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+        replies: dict[int, list[str]] = {}
+        by_partition: dict[int, list[int]] = {}
+        for index, batch in enumerate(batches):
+            by_partition.setdefault(self._keys.partitions.of(batch[0].channel), []).append(index)
+
+        async def publish_partition(indexes: list[int]) -> None:
+            for index in indexes:
+                async with limit:
+                    replies[index] = await self._call(batches[index])
+
+        outcomes = await asyncio.gather(
+            *(publish_partition(ix) for ix in by_partition.values()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):  # all finished: none left running
+                raise outcome
+        for index, batch in enumerate(batches):
+            self._record(batch, replies[index], result)
 
     def _by_partition(self, events: list[EventBase]) -> list[list[EventBase]]:
         """``events`` grouped by their channel's partition, each group in arrival order."""

@@ -7,8 +7,11 @@ from typing import Any, TypeVar, cast
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
@@ -137,6 +140,28 @@ def connect_settings(settings: BaseServiceSettings) -> Redis:
     if settings.redis_cluster:
         return cast(Redis, connect_cluster(url, max_connections=limit))
     return connect(url, max_connections=limit)
+
+
+async def queue_script(
+    tx: Pipeline | ClusterPipeline, script: AsyncScript | str, keys: list[str], args: list[str]
+) -> None:
+    """Queue ``script`` (registered, or its text) on the transaction ``tx`` so that it
+    cannot fail for a missing script.
+
+    Inside MULTI, Redis runs every queued command even when one of them fails, and
+    ``EVALSHA`` of a script the node does not know fails only at EXEC (``NOSCRIPT``):
+    the runner's XACKs would then commit without the effects. A plain
+    :class:`~redis.asyncio.client.Pipeline` loads its registered scripts before MULTI,
+    but redis-py's ``ClusterPipeline`` queues a bare ``EVALSHA``, and a promoted replica
+    knows no scripts (Redis does not replicate the script cache). So the script is
+    queued as ``EVAL`` with its text unless ``tx`` loads it first: one round trip
+    still, and it cannot meet NOSCRIPT.
+    """
+    if isinstance(tx, Pipeline) and not isinstance(script, str):
+        await script(keys=keys, args=args, client=tx)
+        return
+    text = script if isinstance(script, str) else script.script
+    tx.eval(text if isinstance(text, str) else bytes(text).decode(), len(keys), *keys, *args)
 
 
 def redact_url(url: str) -> str:

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite, apply_script
+from services.analytics.writes import BatchWrites, PaidKeys, PaidWrite
 from shared.clock import epoch_ms, utc_now
 from shared.consumer import Delivery
 from shared.events import (
@@ -205,8 +205,6 @@ class MetricsHandler:
         for channel, count in applied.items():
             keys = self.keys.analytics(channel)
             self._advance(writes, keys, latest[channel], starts.get(channel), count)
-        if self.script is None:
-            self.script = apply_script(tx)
         await writes.queue(tx, self.script)
 
     def _dead_letter_foreign(self, delivery: Delivery, tx: Pipeline) -> None:

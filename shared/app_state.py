@@ -10,7 +10,7 @@ lifespan set it is a bug, and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -27,6 +27,10 @@ class ServiceState:
 
     redis: Redis
     supervisor: Supervisor
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` adds about this service's work (e.g. partitions held); none here."""
+        return {}
 
 
 S = TypeVar("S", bound=ServiceState)

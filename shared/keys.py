@@ -139,7 +139,7 @@ class Keys:
         return f"{self.prefix}{LEASE_PREFIX}{tag(partition)}:{group}"
 
     def replicas(self, group: str) -> str:
-        """Sorted set replica -> last heartbeat (wall-clock ms) of ``group``'s live replicas."""
+        """Sorted set replica -> last heartbeat (server time, ms) of ``group``'s live replicas."""
         return f"{self.prefix}{REPLICAS_PREFIX}{group}"
 
     def metrics(self, channel: str) -> str:

@@ -23,10 +23,11 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", summary="Process up, Redis reachable, every worker task running")
 async def healthz(request: Request) -> JSONResponse:
     """200 with ``{"status": "ok"}`` when Redis answers PING and no worker is down,
-    else 503 saying why (``redis``: the error; ``down``: each worker task and its error)."""
-    body: dict[str, Any] = {"service": request.app.title}
-    healthy = True
+    else 503 saying why (``redis``: the error; ``down``: each worker task and its error).
+    The service may add what it works on (analytics: the partitions it holds)."""
     state = state_of(request.app, ServiceState)
+    body: dict[str, Any] = {"service": request.app.title} | state.health()
+    healthy = True
     try:
         await state.redis.ping()
         body["redis"] = "ok"

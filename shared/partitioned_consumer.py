@@ -8,6 +8,14 @@ partition, so that on Redis Cluster each runner's reads and commits touch one sl
 and stopping runners as that set changes, and sums their counts. A runner that
 stops for a partition leaves its pending entries to the next holder, which claims
 them after ``CONSUMER_CLAIM_MIN_IDLE_MS`` (the fence keeps that exactly-once).
+
+With ``claim_at_start`` (the partitions come from leases, so whoever else has
+entries pending there no longer holds the partition), a runner first takes over
+every other consumer's pending entries of its partition at once, idle or not,
+instead of waiting ``CONSUMER_CLAIM_MIN_IDLE_MS``: the claim bumps the previous
+owner's fence, so if that owner is still finishing a batch its commit fails and
+the batch counts once, here. Without leases (every replica reads every partition)
+that would steal a live peer's batches, so it is off by default.
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ from redis.asyncio import Redis
 
 from shared.consumer import ConsumerRunner, Handler, RunSummary, default_consumer_name
 from shared.keys import Stream
+from shared.redis_client import CONNECTION_ERRORS
 from shared.settings import ConsumerSettings
-from shared.waiting import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,7 @@ class PartitionedConsumer:
         streams: Iterable[Stream] | None = None,
         *,
         partitions: Callable[[], Iterable[int]] | None = None,
+        claim_at_start: bool = False,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -93,6 +102,8 @@ class PartitionedConsumer:
         self.kinds = list(streams) if streams is not None else None
         self.consumer = settings.consumer_name or default_consumer_name()
         self._partitions = partitions or settings.partitioning.all
+        self.claim_at_start = claim_at_start
+        self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
         self._finished: list[RunSummary] = []
 
@@ -123,11 +134,27 @@ class PartitionedConsumer:
             while True:
                 self._rebalance(set(self._partitions()))
                 self._raise_if_a_runner_died()
-                if await wait_or_stop(stop, RESCAN_INTERVAL_S):
+                if await self._pause(stop):
                     break
         finally:
             await self._stop(list(self._running))
         return self.summary
+
+    def wake(self) -> None:
+        """Look at ``partitions()`` again now (the lease keeper calls this when they change)."""
+        self._wake.set()
+
+    async def _pause(self, stop: asyncio.Event) -> bool:
+        """Wait ``RESCAN_INTERVAL_S``, or less if stopped or woken; True when stopped."""
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=RESCAN_INTERVAL_S, return_when="FIRST_COMPLETED")
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        self._wake.clear()
+        return stop.is_set()
 
     def _rebalance(self, wanted: set[int]) -> None:
         for partition in sorted(wanted - set(self._running)):
@@ -139,8 +166,38 @@ class PartitionedConsumer:
     def _start(self, partition: int) -> None:
         runner = self.runner(partition)
         stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop), name=f"{self.group}-p{partition:02d}")
+        task = asyncio.create_task(self._work(runner, stop), name=f"{self.group}-p{partition:02d}")
         self._running[partition] = _Running(runner, stop, task)
+
+    async def _work(self, runner: ConsumerRunner, stop: asyncio.Event) -> RunSummary:
+        if self.claim_at_start:
+            await self.claim_now(runner.partition)
+        return await runner.run(stop)
+
+    async def claim_now(self, partition: int) -> int:
+        """Take over (and handle) every other consumer's pending entries of ``partition`` now.
+
+        A one-off runner with ``claim_min_idle_ms`` 0 and the same consumer name (so the
+        same fence) reclaims until nothing of anyone else's is left pending; its counts join
+        the summary. Redis being unreachable just leaves the entries to the regular,
+        idle-based reclaim.
+        """
+        eager = ConsumerRunner(
+            self.redis,
+            self.settings.model_copy(update={"consumer_claim_min_idle_ms": 0}),
+            self.group,
+            self.handler,
+            self.kinds,
+            partition=partition,
+        )
+        try:
+            await eager.ensure_groups()
+            while await eager.reclaim():
+                pass
+        except CONNECTION_ERRORS as error:
+            log.warning("%s: partition %d: no claim at start (%s)", self.group, partition, error)
+        self._finished.append(eager.summary)
+        return eager.summary.claimed
 
     def _raise_if_a_runner_died(self) -> None:
         for partition, running in list(self._running.items()):

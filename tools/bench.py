@@ -22,6 +22,7 @@ import tools.benchmarks.analytics_latency as analytics_latency
 import tools.benchmarks.harness as harness
 import tools.benchmarks.history as history
 import tools.benchmarks.publisher as publisher
+import tools.benchmarks.scale as scale
 import tools.benchmarks.slow_clients as slow_clients
 from tools import bench_claude, bench_orchestrator
 from tools.bench_bandit import bench_bandit_regret
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "orchestrator-claude": bench_claude.bench_claude,
     "learning": bench_learning,
     "history": history.bench_history,
+    "scale": scale.bench_scale,
 }
 
 

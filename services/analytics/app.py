@@ -26,8 +26,10 @@ from services.analytics.writes import apply_script
 from shared import ops
 from shared.app_state import set_state
 from shared.assets import VENDOR_DIR
+from shared.consumer import default_consumer_name
 from shared.exposure import guard_hosts
 from shared.lifespan import ServiceLifespan
+from shared.partition_leases import PartitionLeaseKeeper
 from shared.partitioned_consumer import PartitionedConsumer
 
 log = logging.getLogger("services.analytics")
@@ -37,17 +39,25 @@ STOP_TIMEOUT_S = 8.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[None]:
-    """Own Redis, the consumer, the broadcaster and the donation tail; stop them in order.
+    """Own Redis, the lease keeper, the consumer, the broadcaster and the donation tail.
 
-    The workers stop first, then each channel's figures are computed once more
-    (so the last second is in Redis), then Redis closes (``shared.lifespan``).
+    The replicas share the partitions through leases (``shared.partition_leases``):
+    the consumer and the figures round work only the partitions this one holds; a
+    runner that starts on a partition claims its previous holder's pending entries
+    at once. The workers stop first (the keeper gives its leases back), then the
+    figures of the channels it held are computed once more (so the last second is
+    in Redis), then Redis closes (``shared.lifespan``).
     """
     async with ServiceLifespan("analytics", settings, log, stop_timeout_s=STOP_TIMEOUT_S) as life:
         redis, stop = life.redis, life.stop
         hub = Hub(settings.client_queue_messages)
         windows = Windows(settings.chat_window_s * 1000, settings.engagement_window_s * 1000)
         computer = MetricsComputer(redis, settings.keys, windows, ZoneInfo(settings.timezone))
-        broadcaster = Broadcaster(redis, settings, hub, computer)
+        replica = settings.consumer_name or default_consumer_name()
+        keeper = PartitionLeaseKeeper(
+            redis, settings.keys, GROUP, replica, settings.analytics_lease_ttl_ms
+        )
+        broadcaster = Broadcaster(redis, settings, hub, computer, partitions=keeper.held)
         handler = MetricsHandler(
             settings.keys,
             settings.state_ttl_s,
@@ -55,15 +65,19 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
             channels=settings.channels,
             dead_maxlen=settings.stream_maxlen_dead,
         )
-        runner = PartitionedConsumer(redis, settings, GROUP, handler)
-        set_state(app, AnalyticsState(redis, life.supervisor, settings, hub, broadcaster))
+        runner = PartitionedConsumer(
+            redis, settings, GROUP, handler, partitions=keeper.held, claim_at_start=True
+        )
+        keeper.on_change(runner.wake)
+        set_state(app, AnalyticsState(redis, life.supervisor, settings, hub, broadcaster, keeper))
+        life.start("leases", lambda: keeper.run(stop))
         life.start("consumer", lambda: runner.run(stop))
         life.start("broadcast", lambda: broadcaster.run_ticks(stop))
         life.start("donations", lambda: broadcaster.run_donations(stop))
 
         async def recompute() -> None:
             with contextlib.suppress(Exception):
-                for channel in settings.channels:
+                for channel in broadcaster.channels_of(keeper.held_at_stop):
                     await computer.recompute(channel)
 
         life.on_close(recompute)
@@ -72,6 +86,7 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
                 f"{runner.summary.handled} events handled, "
                 f"{runner.summary.dead_lettered} dead-lettered, {runner.summary.claimed} claimed "
                 f"from dead consumers, {runner.summary.reconnects} reconnects, "
+                f"{keeper.taken} partition leases taken, {keeper.given_back} given back, "
                 f"{hub.count()} clients connected at exit"
             )
         )

@@ -1,7 +1,11 @@
 """What every analytics replica pushes to its own clients.
 
-* every ``BROADCAST_INTERVAL_S``: recompute each channel's figures (all replicas
-  do; the write is compare-and-set) and send ``stream_state`` + ``metrics_update``;
+* every ``BROADCAST_INTERVAL_S``: recompute the figures of each channel in a
+  partition this replica holds (``partitions()``, from the lease keeper: the
+  replica that applies a channel's events computes its figures; the write is
+  compare-and-set, so an overlap during a lease move is harmless), and send
+  ``stream_state`` + ``metrics_update`` of **every** channel with clients here,
+  read from its ``metrics:`` hash, whoever computed it;
 * each donation or bits cheer: ``donation`` then ``revenue_point``, pushed from a
   plain XREAD tail of ``events:{pNN}:donation`` (not the consumer group), so every
   replica sees every donation and a client gets the same messages whichever
@@ -13,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pydantic
+from prometheus_client import Gauge, Histogram
 from redis.asyncio import Redis
 
 from services.analytics import messages
@@ -34,13 +40,26 @@ from shared.waiting import wait_or_stop
 
 log = logging.getLogger("services.analytics.broadcaster")
 HISTORY_POINTS = 500
+FIGURES_ROUND = Histogram(
+    "streamloop_figures_round_seconds",
+    "One figures round: recompute the held partitions' channels, push to watched ones.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+FIGURES_CHANNELS = Gauge(
+    "streamloop_figures_round_channels", "Channels recomputed in the last figures round."
+)
 
 
 class Broadcaster:
     """Periodic figures and instant donation pushes for one replica's clients."""
 
     def __init__(
-        self, redis: Redis, settings: AnalyticsSettings, hub: Hub, computer: MetricsComputer
+        self,
+        redis: Redis,
+        settings: AnalyticsSettings,
+        hub: Hub,
+        computer: MetricsComputer,
+        partitions: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -48,6 +67,8 @@ class Broadcaster:
         self.hub = hub
         self.computer = computer
         self.zone = ZoneInfo(settings.timezone)
+        self.partitions = partitions or settings.partitioning.all
+        self.by_partition = settings.partitioning.channels_by_partition(settings.channels)
 
     async def run_ticks(self, stop: asyncio.Event) -> None:
         """Recompute and broadcast every interval until ``stop``; survive Redis outages."""
@@ -62,12 +83,21 @@ class Broadcaster:
                 return
 
     async def tick(self) -> None:
-        """One round: every channel's figures recomputed, watched channels broadcast."""
-        for channel in self.settings.channels:
-            await self.computer.recompute(channel)
-            if self.hub.has_clients(channel):
-                for frame in await self.snapshot_frames(channel):
-                    self.hub.publish(channel, frame)
+        """One round: figures of the held partitions' channels recomputed, watched ones sent."""
+        held, recomputed = set(self.partitions()), 0
+        with FIGURES_ROUND.time():
+            for channel in self.settings.channels:
+                if self.keys.partitions.of(channel) in held:
+                    await self.computer.recompute(channel)
+                    recomputed += 1
+                if self.hub.has_clients(channel):
+                    for frame in await self.snapshot_frames(channel):
+                        self.hub.publish(channel, frame)
+        FIGURES_CHANNELS.set(recomputed)
+
+    def channels_of(self, partitions: Iterable[int]) -> list[str]:
+        """The configured channels in ``partitions``."""
+        return [c for p in sorted(set(partitions)) for c in self.by_partition.get(p, [])]
 
     async def snapshot_frames(self, channel: str) -> list[str]:
         """``stream_state`` and ``metrics_update`` from the channel's metrics hash."""

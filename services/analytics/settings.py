@@ -34,6 +34,14 @@ class AnalyticsSettings(ConsumerSettings):
     engagement_window_s: int = Field(
         default=300, ge=1, description="Window for unique chatters and paid events in engagement."
     )
+    analytics_lease_ttl_ms: int = Field(
+        default=10_000,
+        ge=300,
+        description=(
+            "Lifetime of a partition lease; renewed every third of it. A dead replica's "
+            "partitions move to the others within it."
+        ),
+    )
     state_ttl_s: int = Field(
         default=7 * 86_400,
         ge=60,

@@ -26,12 +26,13 @@ from redis.asyncio import Redis
 
 from services.analytics.handler import GROUP, MetricsHandler
 from services.ingest.sources.recording import entry_line
-from shared.consumer import ConsumerRunner
 from shared.events import EventBase, to_fields
+from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from tests.analytics.recorded import recorded_stream
 from tests.analytics.test_exactly_once import (
     CHANNELS,
+    PARTITIONS,
     dump,
     run_until_acked,
     settings_for,
@@ -68,9 +69,7 @@ async def reference(redis_url: str, redis: Redis, events: list[EventBase]) -> di
     try:
         await Publisher(redis, settings).publish_many(events)
         handler = MetricsHandler(settings.keys, settings.state_ttl_s)
-        runner = ConsumerRunner(
-            redis, settings, GROUP, handler, partition=settings.partitioning.of("demo")
-        )
+        runner = PartitionedConsumer(redis, settings, GROUP, handler)
         await run_until_acked([runner], redis, settings, len(events))
         return await dump(redis, settings)
     finally:
@@ -83,14 +82,21 @@ def analytics_env(redis_url: str, prefix: str, name: str) -> dict[str, str]:
         "REDIS_KEY_PREFIX": prefix,
         "CHANNELS": ",".join(CHANNELS),
         "CONSUMER_NAME": name,
+        "PARTITIONS": str(PARTITIONS),
         "CONSUMER_CLAIM_MIN_IDLE_MS": "500",
         "CONSUMER_RECLAIM_INTERVAL_S": "0.2",
+        "ANALYTICS_LEASE_TTL_MS": "1000",  # a killed one's partitions move within a second
     }
 
 
 def replay(redis_url: str, prefix: str, path: Path, speed: float) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "services.ingest", "replay", str(path), "--speed", str(speed)]
-    env = {**os.environ, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "PARTITIONS": str(PARTITIONS),
+    }
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -27,9 +27,10 @@ from redis.asyncio import Redis
 
 from shared.events import parse_fields
 from shared.keys import Keys, Stream
+from shared.partitions import Partitions
 from shared.redis_client import connect
 from shared.redis_server import RedisServer
-from tests.analytics.test_exactly_once import dump, settings_for
+from tests.analytics.test_exactly_once import PARTITIONS, dump, settings_for
 from tests.chaos.processes import Service, healthy, start, wait_healthy
 from tests.chaos.reliability import record
 from tests.chaos.test_analytics_crash import reference
@@ -39,7 +40,7 @@ OUTAGE_S = 3.0
 RECOVERY_LIMIT_S = 10.0
 HELD_DONATIONS = 10
 SECRET = "s3cret-donations"
-KEYS = Keys("")
+KEYS = Keys("", Partitions(PARTITIONS))
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,7 @@ def environment(restartable_redis: RedisServer, tmp_path: Path) -> dict[str, str
         "REDIS_URL": restartable_redis.url,
         "REDIS_KEY_PREFIX": "",
         "CHANNELS": "demo",
+        "PARTITIONS": str(PARTITIONS),  # the layout dump() and the reference read
         "INGEST_SOURCES": "sim,webhooks",
         "SIM_SPEED": "20",
         "DONATION_WEBHOOK_SECRET": SECRET,

@@ -66,7 +66,12 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
             dead_maxlen=settings.stream_maxlen_dead,
         )
         runner = PartitionedConsumer(
-            redis, settings, GROUP, handler, partitions=keeper.held, claim_at_start=True
+            redis,
+            settings,
+            GROUP,
+            handler,
+            partitions=keeper.held,
+            claim_at_start=settings.analytics_claim_at_start,
         )
         keeper.on_change(runner.wake)
         set_state(app, AnalyticsState(redis, life.supervisor, settings, hub, broadcaster, keeper))

@@ -34,6 +34,12 @@ class AnalyticsSettings(ConsumerSettings):
     engagement_window_s: int = Field(
         default=300, ge=1, description="Window for unique chatters and paid events in engagement."
     )
+    analytics_claim_at_start: bool = Field(
+        default=True,
+        description="A replica that takes a partition claims the entries other consumers left "
+        "pending there at once (false: only after CONSUMER_CLAIM_MIN_IDLE_MS, as a plain "
+        "consumer group does).",
+    )
     analytics_lease_ttl_ms: int = Field(
         default=10_000,
         ge=300,

@@ -463,6 +463,7 @@ async def settle(redis: Redis, keys: Keys, group: str, partition: int) -> bool:
     return True
 
 
+# Long by design: one linear fill of every key the doc's commands read, top to bottom.
 async def seed(redis: Redis, url: str) -> dict[str, str]:
     """Fill the server as a running system would; returns values the checks refer to."""
     base = {"_env_file": None, "redis_url": url, "redis_key_prefix": "", "channels": ["demo"]}
@@ -786,6 +787,7 @@ def test_the_doc_covers_every_operation() -> None:
         assert needed in prose, needed
 
 
+# One scenario, read top to bottom: set up the CLI, run each doc command, check each result.
 @pytest.mark.parametrize("cli", list(CLIS.values()), ids=list(CLIS))
 async def test_every_command_in_the_doc_works(
     servers: tuple[RedisServer, RedisServer], tmp_path: Path, cli: str

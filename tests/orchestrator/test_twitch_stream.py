@@ -90,6 +90,7 @@ async def chat(double: TwitchDouble, text: str) -> None:
     await double.notify("channel.chat.message", event)
 
 
+# One end-to-end scenario, read top to bottom: a whole Twitch stream from first event to report.
 async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exact_report(
     redis: Redis,
     make_settings: Callable[..., Any],

@@ -45,6 +45,7 @@ def ms(seconds: float) -> int:
     return START_MS + round(seconds * 1000)
 
 
+# Long by design: the event list is the fixture; its docstring is the timeline it encodes.
 def extended_stream(channel: str = "demo") -> list[EventBase]:
     """The known stream, then gaming, talk again, an end at 900 s, and a second stream.
 
@@ -347,6 +348,7 @@ class TestSummary:
         assert sum(x.chat_messages for x in (talk, qa, gaming, talk2)) == s.chat_messages
         assert sum(x.revenue_usd for x in (talk, qa, gaming, talk2)) == s.revenue.total_usd
 
+    # Long by design: one expected table per part of the summary, read top to bottom.
     async def test_activities_shares_top_lists_and_series(
         self, redis: Redis, settings: AnalyticsSettings
     ) -> None:

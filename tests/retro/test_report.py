@@ -78,6 +78,7 @@ def section(markdown: str, title: str) -> list[str]:
     return [line for line in lines[start:end] if line]
 
 
+# Long by design: checks the report figure by figure, in the order the report prints them.
 async def test_the_report_figure_by_figure(
     redis: Redis, analytics: AnalyticsSettings, settings: RetroSettings
 ) -> None:

@@ -181,6 +181,7 @@ async def _applied_is(redis: Redis, keys: Keys, count: int) -> bool:
     return await applied(redis, keys) == count
 
 
+# One end-to-end scenario, read top to bottom: kill a worker, see 503 naming it, restart, see 200.
 async def test_a_dead_worker_makes_health_503_naming_it_until_it_runs_again(
     redis: Redis, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:

@@ -24,8 +24,9 @@ from redis.asyncio import Redis
 
 from services.retro.handler import GROUP
 from services.retro.settings import RetroSettings
+from tests.analytics.streams import STREAM
 from tests.chaos.reliability import record
-from tests.readmodel.test_stream_summary import STREAM, extended_stream
+from tests.readmodel.summary_streams import extended_stream
 from tests.retro.helpers import retro_settings, until
 from tests.retro.test_exactly_once import SCORABLE, published, total_updates
 

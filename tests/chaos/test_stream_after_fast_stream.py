@@ -94,6 +94,7 @@ async def paid_records(redis: Redis, keys: Keys) -> list[dict[str, Any]]:
     return [json.loads(record) for record in raw]
 
 
+# One end-to-end scenario, read top to bottom: a sped-up stream, then a normal one, then checks.
 async def test_a_normal_stream_after_a_sped_up_one_runs_on_its_own_clock(
     redis: Redis, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:

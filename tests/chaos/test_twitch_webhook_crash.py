@@ -27,12 +27,8 @@ from shared.redis_client import connect
 from shared.redis_server import RedisServer
 from tests.chaos.processes import Service, start, wait_healthy
 from tests.chaos.reliability import record
-from tests.ingest.twitch_double import (
-    BROADCASTER_LOGIN,
-    example_event,
-    webhook_body,
-    webhook_headers,
-)
+from tests.ingest.twitch_payloads import example_event, webhook_body, webhook_headers
+from tests.ingest.twitch_state import BROADCASTER_LOGIN
 
 SECRET = "s3cret-webhook-key-0123456789"
 KILLS = 3

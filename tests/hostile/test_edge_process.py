@@ -27,12 +27,8 @@ from tests.hostile.test_edge_values import (
     streamlabs,
 )
 from tests.hostile.test_webhooks import DONATION_SECRET, TWITCH_SECRET
-from tests.ingest.twitch_double import (
-    BROADCASTER_LOGIN,
-    example_event,
-    webhook_body,
-    webhook_headers,
-)
+from tests.ingest.twitch_payloads import example_event, webhook_body, webhook_headers
+from tests.ingest.twitch_state import BROADCASTER_LOGIN
 
 DONATION_HEADERS = {
     "content-type": "application/json",

@@ -24,12 +24,8 @@ from services.ingest.settings import IngestSettings
 from shared.money import to_cents
 from tests.hostile.strategies import AMOUNTS, NESTING_DEPTHS, nested_json
 from tests.hostile.test_webhooks import DONATION_SECRET, HYPOTHESIS, TWITCH_SECRET, App
-from tests.ingest.twitch_double import (
-    BROADCASTER_LOGIN,
-    example_event,
-    webhook_body,
-    webhook_headers,
-)
+from tests.ingest.twitch_payloads import example_event, webhook_body, webhook_headers
+from tests.ingest.twitch_state import BROADCASTER_LOGIN
 
 TOO_DEEP = 30_000
 FIVE_THOUSAND_DIGITS = "9" * 5_000

@@ -21,7 +21,8 @@ from services.ingest.settings import IngestSettings
 from shared.redis_client import connect_settings
 from tests.hostile.strategies import JUNK_TEXT
 from tests.ingest.ingest_app import ingest_client
-from tests.ingest.twitch_double import BROADCASTER_LOGIN, example_event, rfc3339, webhook_body
+from tests.ingest.twitch_payloads import example_event, webhook_body
+from tests.ingest.twitch_state import BROADCASTER_LOGIN, rfc3339
 
 DONATION_SECRET = "s3cret-donations"
 TWITCH_SECRET = "s3cret-webhook-key-0123456789"

@@ -26,7 +26,8 @@ from shared.events import (
     StreamStartedEvent,
     SubEvent,
 )
-from tests.ingest.twitch_double import BROADCASTER_LOGIN, example_event, webhook_body
+from tests.ingest.twitch_payloads import example_event, webhook_body
+from tests.ingest.twitch_state import BROADCASTER_LOGIN
 
 MESSAGE_ID = "befa7b53-d79d-478f-86b9-120f112b044e"
 SENT = "2022-11-16T10:11:12.464757833Z"

@@ -21,8 +21,9 @@ from services.ingest.sources.twitch import TwitchSetupError, TwitchSource
 from shared.keys import Stream
 from shared.publisher import Publisher
 from tests.chaos.reliability import record
-from tests.ingest import twitch_double as tw
-from tests.ingest.twitch_double import TwitchDouble, example_event
+from tests.ingest import twitch_state as tw
+from tests.ingest.twitch_double import TwitchDouble
+from tests.ingest.twitch_payloads import example_event
 
 SUBSCRIBED_TYPES = len(SUBSCRIPTION_VERSIONS)
 WAIT_S = 5.0

@@ -24,13 +24,8 @@ from shared.clock import utc_now
 from shared.keys import Stream
 from shared.publisher import Publisher
 from shared.tasks import Supervisor
-from tests.ingest.twitch_double import (
-    BROADCASTER_LOGIN,
-    example_event,
-    rfc3339,
-    webhook_body,
-    webhook_headers,
-)
+from tests.ingest.twitch_payloads import example_event, webhook_body, webhook_headers
+from tests.ingest.twitch_state import BROADCASTER_LOGIN, rfc3339
 
 SECRET = "s3cret-webhook-key-0123456789"
 URL = "/webhooks/twitch"

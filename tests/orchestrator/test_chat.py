@@ -13,7 +13,7 @@ import pytest
 
 from services.orchestrator.chat import TwitchChat
 from services.orchestrator.settings import OrchestratorSettings
-from tests.ingest import twitch_double as tw
+from tests.ingest import twitch_state as tw
 from tests.ingest.twitch_double import TwitchDouble
 
 CHANNEL = tw.BROADCASTER_LOGIN

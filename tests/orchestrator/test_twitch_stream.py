@@ -29,9 +29,11 @@ from services.orchestrator.chat import TwitchChat
 from services.orchestrator.settings import OrchestratorSettings
 from shared.clock import utc_now
 from shared.consumer import ConsumerRunner
-from tests.ingest import twitch_double as tw
+from tests.ingest import twitch_state as tw
 from tests.ingest.test_twitch_source import SUBSCRIBED_TYPES, buffered
-from tests.ingest.twitch_double import TwitchDouble, example_event, rfc3339
+from tests.ingest.twitch_double import TwitchDouble
+from tests.ingest.twitch_payloads import example_event
+from tests.ingest.twitch_state import rfc3339
 from tests.orchestrator.anthropic_double import AnthropicDouble, anthropic_double, tool_use
 from tests.retro.helpers import retro_settings, running, until
 
@@ -90,6 +92,7 @@ async def chat(double: TwitchDouble, text: str) -> None:
     await double.notify("channel.chat.message", event)
 
 
+# One end-to-end scenario, read top to bottom: a whole Twitch stream from first event to report.
 async def test_a_twitch_stream_gets_decisions_from_its_first_interval_and_an_exact_report(
     redis: Redis,
     make_settings: Callable[..., Any],

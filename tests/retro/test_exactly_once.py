@@ -28,10 +28,10 @@ from shared.bandit import ThompsonBandit
 from shared.events import EventBase, StreamEndedEvent
 from shared.publisher import Publisher
 from shared.rewards import SegmentScorer
-from tests.analytics.streams import START
+from tests.analytics.streams import START, STREAM
 from tests.analytics.test_metrics import consume_all
 from tests.orchestrator.driver import apply
-from tests.readmodel.test_stream_summary import STREAM, extended_stream
+from tests.readmodel.summary_streams import extended_stream
 from tests.retro.helpers import end_of, hand, retro_settings, running, until
 
 SCORABLE = 3

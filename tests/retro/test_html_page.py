@@ -22,10 +22,10 @@ from services.retro.handler import RetroHandler
 from services.retro.settings import RetroSettings
 from shared.events import ChatEvent, DonationEvent, EventBase
 from tests.analytics.analytics_server import analytics_server
-from tests.analytics.streams import at
+from tests.analytics.streams import STREAM, at
 from tests.browser import NEEDS_CHROMIUM, Watched, watch, watched_page
 from tests.orchestrator.driver import apply
-from tests.readmodel.test_stream_summary import STREAM, extended_stream
+from tests.readmodel.summary_streams import extended_stream
 from tests.retro.helpers import end_of, hand, retro_settings
 
 TEST_BUDGET_S = 45

@@ -1,6 +1,6 @@
 """The report of a recorded stream with known figures, through the real services' code.
 
-The stream is ``extended_stream`` of tests/readmodel/test_stream_summary.py, whose
+The stream is ``extended_stream`` of tests/readmodel/summary_streams.py, whose
 every figure is worked out by hand there: published, consumed by the real
 analytics runner, then the lifecycle consumed by the real retro runner. Times are
 seconds after 10:00:00 UTC. Segments: talk [0, 300), q_and_a [300, 600), gaming
@@ -22,8 +22,9 @@ from services.analytics.settings import AnalyticsSettings
 from services.retro.settings import RetroSettings
 from shared.bandit import ThompsonBandit, channel_path
 from shared.publisher import Publisher
+from tests.analytics.streams import STREAM
 from tests.analytics.test_metrics import consume_all
-from tests.readmodel.test_stream_summary import STREAM, TWO, extended_stream
+from tests.readmodel.summary_streams import TWO, extended_stream
 from tests.retro.helpers import ms, retro_settings, reward, running, until
 
 # Rewards (docs/bandit.md): 0.7 x logistic((engagement - baseline) / 10)
@@ -78,6 +79,7 @@ def section(markdown: str, title: str) -> list[str]:
     return [line for line in lines[start:end] if line]
 
 
+# Long by design: checks the report figure by figure, in the order the report prints them.
 async def test_the_report_figure_by_figure(
     redis: Redis, analytics: AnalyticsSettings, settings: RetroSettings
 ) -> None:

@@ -24,8 +24,9 @@ from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
 from shared.redis_server import free_port
 from shared.settings import BaseServiceSettings
+from tests.analytics.streams import STREAM
 from tests.orchestrator.driver import apply
-from tests.readmodel.test_stream_summary import STREAM, extended_stream
+from tests.readmodel.summary_streams import extended_stream
 from tests.retro.helpers import retro_settings, until
 from tools.health import wait_healthy
 

@@ -129,6 +129,8 @@ async def decisions(redis: Redis) -> int:
     return int(await redis.xlen(KEYS.decisions("demo")))
 
 
+# One outage scenario, read top to bottom: start, cut Redis, send while it is down, bring it
+# back, then every figure of recovery and exactness.
 async def test_services_ride_out_a_redis_restart_and_lose_nothing(
     restartable_redis: RedisServer, tmp_path: Path
 ) -> None:

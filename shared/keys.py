@@ -49,6 +49,7 @@ LEASE_PREFIX = "lease:"
 REPLICAS_PREFIX = "replicas:"
 
 
+STREAM_KINDS = frozenset(kind.value for kind in Stream)
 TAG_PATTERN = re.compile(r"\{p(\d+)\}")
 
 
@@ -107,12 +108,20 @@ class Keys:
         return self._split_stream(stream_key)[0]
 
     def _split_stream(self, stream_key: str) -> tuple[int, str]:
-        rest = stream_key.removeprefix(self.prefix).removeprefix(STREAM_PREFIX)
-        tag_part, _, kind = rest.partition(":")
+        """(partition, kind) of a stream key of this deployment, exactly as :meth:`stream`
+        spells it; anything else (another prefix, a partition past ``PARTITIONS``, another
+        spelling of the tag) raises ``ValueError``."""
+        head = f"{self.prefix}{STREAM_PREFIX}"
+        tag_part, _, kind = stream_key.removeprefix(head).partition(":")
         match = TAG_PATTERN.fullmatch(tag_part)
-        if match is None or rest == stream_key:
-            raise ValueError(f"{stream_key!r} is not a stream key (events:{{pNN}}:<kind>)")
-        return int(match.group(1)), kind
+        if stream_key.startswith(head) and match is not None and kind in STREAM_KINDS:
+            partition = int(match.group(1))
+            if partition < self.partitions.count and self.stream(kind, partition) == stream_key:
+                return partition, kind
+        raise ValueError(
+            f"{stream_key!r} is not a stream key of this deployment "
+            f"({head}{{pNN}}:<kind>, pNN below {self.partitions.count})"
+        )
 
     def dedupe(self, source: str, event_id: str, channel: str) -> str:
         """Marker that a ``source`` + ``id`` pair was published (``dedupe:{pNN}:{source}:{id}``).

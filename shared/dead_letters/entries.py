@@ -251,12 +251,8 @@ def stream_kind(keys: Keys, stream_key: str) -> tuple[Stream, int] | None:
     try:
         kind, partition = keys.kind_of(stream_key), keys.partition_of_stream(stream_key)
     except ValueError:
-        return None
-    if kind not in EVENT_STREAMS or keys.stream(kind, partition) != stream_key:
-        return None  # the dead stream, another prefix, or another spelling of the tag
-    if partition not in keys.partitions.all():
-        return None
-    return kind, partition
+        return None  # another prefix, a partition past PARTITIONS, another spelling of the tag
+    return (kind, partition) if kind in EVENT_STREAMS else None  # not the dead stream
 
 
 def check(entry: DeadEntry, keys: Keys) -> EventBase | str:

@@ -61,8 +61,16 @@ class TestKeys:
         assert all(name.split(":")[1] == tag for name in names), names
 
     def test_a_key_that_is_not_a_partition_stream_is_refused(self) -> None:
-        keys = Keys("", Partitions(8))
-        for bad in ("events:chat", "events:{x1}:chat", "metrics:{p01}:demo"):
+        keys = Keys("pre:", Partitions(8))
+        for bad in (
+            "pre:events:chat",
+            "pre:events:{x1}:chat",
+            "pre:metrics:{p01}:demo",
+            "events:{p01}:chat",  # without the deployment's prefix
+            "pre:events:{p08}:chat",  # past PARTITIONS
+            "pre:events:{p1}:chat",  # another spelling of partition 1's tag
+            "pre:events:{p01}:gossip",
+        ):
             try:
                 keys.partition_of_stream(bad)
             except ValueError:

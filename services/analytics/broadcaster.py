@@ -3,9 +3,11 @@
 * every ``BROADCAST_INTERVAL_S``: recompute the figures of each channel in a
   partition this replica holds (``partitions()``, from the lease keeper: the
   replica that applies a channel's events computes its figures; the write is
-  compare-and-set, so an overlap during a lease move is harmless), and send
-  ``stream_state`` + ``metrics_update`` of **every** channel with clients here,
-  read from its ``metrics:`` hash, whoever computed it;
+  compare-and-set, so an overlap during a lease move is harmless) whose state
+  moved since this replica last computed it, several at once
+  (``services.analytics.figures_round``), then send ``stream_state`` +
+  ``metrics_update`` of **every** channel with clients here, read from its
+  ``metrics:`` hash (one pipeline for them all), whoever computed it;
 * each donation or bits cheer: ``donation`` then ``revenue_point``, pushed from a
   plain XREAD tail of ``events:{pNN}:donation`` (not the consumer group), so every
   replica sees every donation and a client gets the same messages whichever
@@ -22,10 +24,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pydantic
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 
 from services.analytics import messages
+from services.analytics.figures_round import FiguresRound, RoundOutcome
 from services.analytics.handler import member, ts_ms
 from services.analytics.hub import Hub
 from services.analytics.metrics import MetricsComputer, local_day_ms
@@ -42,11 +45,17 @@ log = logging.getLogger("services.analytics.broadcaster")
 HISTORY_POINTS = 500
 FIGURES_ROUND = Histogram(
     "streamloop_figures_round_seconds",
-    "One figures round: recompute the held partitions' channels, push to watched ones.",
+    "One figures round: recompute the held partitions' changed channels, push to watched ones.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 FIGURES_CHANNELS = Gauge(
     "streamloop_figures_round_channels", "Channels recomputed in the last figures round."
+)
+FIGURES_OUTCOMES = Counter(
+    "streamloop_figures_channels_total",
+    "Held channels a figures round went through: recomputed, unchanged (state had not "
+    "moved: skipped) or failed (logged, tried again next round).",
+    ["outcome"],
 )
 
 
@@ -69,6 +78,7 @@ class Broadcaster:
         self.zone = ZoneInfo(settings.timezone)
         self.partitions = partitions or settings.partitioning.all
         self.by_partition = settings.partitioning.channels_by_partition(settings.channels)
+        self.figures = FiguresRound(redis, self.keys, computer)
 
     async def run_ticks(self, stop: asyncio.Event) -> None:
         """Recompute and broadcast every interval until ``stop``; survive Redis outages."""
@@ -83,29 +93,33 @@ class Broadcaster:
                 return
 
     async def tick(self) -> None:
-        """One round: figures of the held partitions' channels recomputed, watched ones sent."""
-        held, recomputed = set(self.partitions()), 0
+        """One round: the held partitions' changed channels recomputed, watched ones sent."""
         with FIGURES_ROUND.time():
-            for channel in self.settings.channels:
-                if self.keys.partitions.of(channel) in held:
-                    await self.computer.recompute(channel)
-                    recomputed += 1
-                if self.hub.has_clients(channel):
-                    for frame in await self.snapshot_frames(channel):
-                        self.hub.publish(channel, frame)
-        FIGURES_CHANNELS.set(recomputed)
+            outcome = await self.figures.run(self.channels_of(self.partitions()))
+            await self.push_figures()
+        count_round(outcome)
 
     def channels_of(self, partitions: Iterable[int]) -> list[str]:
         """The configured channels in ``partitions``."""
         return [c for p in sorted(set(partitions)) for c in self.by_partition.get(p, [])]
 
+    async def push_figures(self) -> None:
+        """``stream_state`` and ``metrics_update`` to every channel with clients here."""
+        watched = [c for c in self.settings.channels if self.hub.has_clients(c)]
+        if not watched:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in watched:
+                pipe.hgetall(self.keys.metrics(channel))
+            replies = await pipe.execute()
+        for channel, figures in zip(watched, replies, strict=True):
+            for frame in figures_frames(figures):
+                self.hub.publish(channel, frame)
+
     async def snapshot_frames(self, channel: str) -> list[str]:
         """``stream_state`` and ``metrics_update`` from the channel's metrics hash."""
         figures: dict[str, str] = await self.redis.hgetall(self.keys.metrics(channel))  # type: ignore[assignment]
-        return [
-            messages.encode(messages.stream_state(figures)),
-            messages.encode(messages.metrics_update(figures)),
-        ]
+        return figures_frames(figures)
 
     async def recent_donation_frames(self, channel: str) -> list[str]:
         """The channel's latest donations and cheers as ``donation`` frames, oldest first."""
@@ -207,6 +221,22 @@ class Broadcaster:
     async def _last_id(self, stream: str) -> str:
         newest = await self.redis.xrevrange(stream, count=1)
         return str(newest[0][0]) if newest else "0-0"
+
+
+def figures_frames(figures: dict[str, str]) -> list[str]:
+    """The ``stream_state`` and ``metrics_update`` frames of a channel's metrics hash."""
+    return [
+        messages.encode(messages.stream_state(figures)),
+        messages.encode(messages.metrics_update(figures)),
+    ]
+
+
+def count_round(outcome: RoundOutcome) -> None:
+    """The round's channels in ``streamloop_figures_round_channels`` and the outcome counts."""
+    FIGURES_CHANNELS.set(outcome.recomputed)
+    FIGURES_OUTCOMES.labels("recomputed").inc(outcome.recomputed)
+    FIGURES_OUTCOMES.labels("unchanged").inc(outcome.unchanged)
+    FIGURES_OUTCOMES.labels("failed").inc(outcome.failed)
 
 
 def revenue_points(records: list[dict[str, Any]], before_cents: int) -> list[str]:

@@ -12,6 +12,7 @@ Time is event time: "now" is the largest ``ts`` the channel has seen.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,9 +79,11 @@ return {
 """
 )
 CAS_WRITE = """
+-- KEYS: the metrics hash. ARGV: the snapshot's version, its fields as one JSON list
+-- [field, value, ...] (one argument, not 34: packing them costs the client more).
 local seen = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if seen > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
 return 1
 """
 
@@ -167,6 +170,7 @@ class MetricsComputer:
         self.zone = zone
         self._snapshot = redis.register_script(SNAPSHOT)
         self._cas_write = redis.register_script(CAS_WRITE)
+        self._plans: dict[str, Plan] = {}
 
     async def recompute(self, channel: str) -> dict[str, str]:
         """Derive and store the channel's figures; returns them (``{}`` before any event)."""
@@ -174,31 +178,39 @@ class MetricsComputer:
         if snapshot is None:
             return {}
         figures = derive(snapshot, self.windows, self.zone)
-        flat = [item for pair in figures.items() for item in pair]
-        await self._cas_write(keys=[self.keys.metrics(channel)], args=[snapshot.version, *flat])
+        flat = json.dumps([item for pair in figures.items() for item in pair])
+        await self._cas_write(keys=[self.keys.metrics(channel)], args=[snapshot.version, flat])
         return figures
 
     async def snapshot(self, channel: str) -> Snapshot | None:
         """One atomic read of the raw state and its paid totals (windows trimmed on the way).
 
-        The day and stream ranges come from a first read of the clock and the latest
-        stream's lifecycle;
-        if the snapshot shows another day or stream (they changed in between), it is
-        taken again with the ranges it showed, so the totals always match its own state.
+        The day and stream ranges (:class:`Plan`) are those of the channel's previous
+        snapshot, or, for its first one here, of a read of the clock and the latest
+        stream's lifecycle. If the snapshot shows another day or stream (they changed
+        since), it is taken again with the ranges it showed, so the totals always match
+        its own state: a plan kept from before only saves the first read while it holds.
         """
         keys = self.keys.analytics(channel)
-        now_ms, lifecycle = await read_latest_lifecycle(self.redis, keys)
-        plan = Plan.of(now_ms, stream_state(lifecycle), self.zone)
+        plan = self._plans.get(channel) or await self._first_plan(keys)
         for _ in range(SNAPSHOT_ATTEMPTS):
             snap = await self._read(keys, plan)
             if snap is None:
+                self._plans.pop(channel, None)
                 return None
             seen = Plan.of(snap.now_ms, snap.stream, self.zone)
             if seen == plan:
+                self._plans[channel] = plan
                 return snap
             plan = seen
         log.warning("%s: lifecycle changing under every snapshot; figures may lag", channel)
+        self._plans.pop(channel, None)
         return snap
+
+    async def _first_plan(self, keys: AnalyticsKeys) -> Plan:
+        """The plan of the channel as its clock and latest stream's lifecycle stand now."""
+        now_ms, lifecycle = await read_latest_lifecycle(self.redis, keys)
+        return Plan.of(now_ms, stream_state(lifecycle), self.zone)
 
     async def _read(self, keys: AnalyticsKeys, plan: Plan) -> Snapshot | None:
         """One run of :data:`SNAPSHOT` with the ranges of ``plan``."""

@@ -21,8 +21,11 @@ computed them, or that it never computed. The pair recorded is the one read
 recompute again rather than skip. A channel without state yet (no version) has no
 figures to compute.
 
-Recomputes run :data:`RECOMPUTE_CONCURRENCY` at a time, so their round trips
-overlap; each keeps its compare-and-set write on the version.
+The channels to recompute go in batches of :data:`RECOMPUTE_BATCH`, each two
+pipelines (``MetricsComputer.recompute_batch``: the snapshots, then the
+compare-and-set writes on the version), :data:`RECOMPUTE_CONCURRENCY` batches at a
+time so their round trips overlap; a channel a batch cannot finish (its day or
+stream keeps changing, an error reply) is recomputed on its own.
 """
 
 from __future__ import annotations
@@ -40,12 +43,16 @@ from shared.redis_client import CONNECTION_ERRORS
 
 log = logging.getLogger("services.analytics.figures_round")
 
-RECOMPUTE_CONCURRENCY = 16
-"""Channels recomputed at once. Each recompute is two round trips (the snapshot script,
-the compare-and-set write) with a little Python between; 16 in flight keep Redis busy
-while one replica's Python derives the figures (measured in ``make bench`` section
-``scale``: going from 16 to 64 did not shorten a round), and stay far below
-``REDIS_MAX_CONNECTIONS``."""
+RECOMPUTE_BATCH = 32
+"""Channels recomputed together: one pipeline of their snapshot scripts, one of their
+compare-and-set writes, instead of two round trips and two client-side command cycles
+each (the client's per-command cost was most of a channel's time)."""
+
+RECOMPUTE_CONCURRENCY = 4
+"""Batches in flight at once: Redis runs one batch's scripts while the replica parses
+and derives another's. Measured on 1,000 channels (2 shared cores): 4 batches of 32
+recompute them in about 0.3 s, against 0.5-0.9 s for 16 channels at a time one command
+each or one after another; 2 or 8 batches, or batches of 16 to 128, were no better."""
 
 Stamp = tuple[str | None, float | None]
 """A channel's ``(version, clock now)`` as Redis returns them; ``(None, None)`` without state."""
@@ -69,11 +76,13 @@ class FiguresRound:
         keys: Keys,
         computer: MetricsComputer,
         concurrency: int = RECOMPUTE_CONCURRENCY,
+        batch: int = RECOMPUTE_BATCH,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.computer = computer
         self.concurrency = concurrency
+        self.batch = batch
         self._seen: dict[str, Stamp] = {}
 
     async def run(self, channels: Sequence[str]) -> RoundOutcome:
@@ -98,22 +107,38 @@ class FiguresRound:
         }
 
     async def _recompute_all(self, channels: list[str], stamps: dict[str, Stamp]) -> int:
-        """Recompute ``channels``, ``concurrency`` at a time; how many failed."""
-        pending = iter(channels)
+        """Recompute ``channels`` in batches of ``RECOMPUTE_BATCH``, ``concurrency`` batches
+        at a time; how many failed."""
+        batches = iter([channels[n : n + self.batch] for n in range(0, len(channels), self.batch)])
         failures = [0]
 
         async def worker() -> None:
-            for channel in pending:  # one shared iterator: each channel goes to one worker
-                if not await self._recompute(channel, stamps[channel]):
-                    failures[0] += 1
+            for batch in batches:  # one shared iterator: each batch goes to one worker
+                failures[0] += await self._recompute_batch(batch, stamps)
 
         try:
             async with asyncio.TaskGroup() as workers:
-                for _ in range(min(self.concurrency, len(channels))):
+                for _ in range(self.concurrency):
                     workers.create_task(worker())
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None  # a Redis outage: the caller backs off
         return failures[0]
+
+    async def _recompute_batch(self, batch: list[str], stamps: dict[str, Stamp]) -> int:
+        """Recompute ``batch`` (pipelined, the rest one by one) and remember each stamp;
+        how many failed."""
+        try:
+            left = await self.computer.recompute_batch(batch)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:  # one channel's state the batch cannot take: each on its own
+            left = batch
+        for channel in set(batch) - set(left):
+            self._seen[channel] = stamps[channel]
+        failed = 0
+        for channel in left:
+            failed += not await self._recompute(channel, stamps[channel])
+        return failed
 
     async def _recompute(self, channel: str, stamp: Stamp) -> bool:
         """Recompute one channel and remember ``stamp``; False (logged) if it failed."""

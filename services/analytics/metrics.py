@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -125,6 +126,10 @@ class Snapshot:
     recent: PaidSums
     rate: PaidSums
 
+    def plan(self, zone: ZoneInfo) -> Plan:
+        """The plan this snapshot's own clock and lifecycle call for."""
+        return Plan.of(self.now_ms, self.stream, zone)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -150,6 +155,11 @@ class Plan:
         stream: list[int | str] = list(self.stream) if self.stream else ["", ""]
         live = "" if self.live_since is None else self.live_since
         return [*self.day, *stream, live]
+
+
+UNKNOWN_PLAN = Plan((0, 0), None, None)
+"""The plan a batch tries for a channel it has none for: no day, no stream. Its snapshot
+shows the channel's real plan, which the next one uses."""
 
 
 def stream_range(stream: StreamState) -> tuple[int, int] | None:
@@ -178,9 +188,65 @@ class MetricsComputer:
         if snapshot is None:
             return {}
         figures = derive(snapshot, self.windows, self.zone)
-        flat = json.dumps([item for pair in figures.items() for item in pair])
-        await self._cas_write(keys=[self.keys.metrics(channel)], args=[snapshot.version, flat])
+        args = write_args(figures, snapshot.version)
+        await self._cas_write(keys=[self.keys.metrics(channel)], args=args)
         return figures
+
+    async def recompute_batch(self, channels: Sequence[str]) -> list[str]:
+        """Recompute ``channels`` with pipelines: their snapshots, then their writes; the
+        channels left to :meth:`recompute` one by one are returned.
+
+        Each snapshot is checked as in :meth:`snapshot`: one that shows another day or
+        stream than its plan is taken again, in the next pipeline, with the plan it
+        showed. A channel without a kept plan starts from :data:`UNKNOWN_PLAN`, so its
+        first snapshot only finds its plan, in a pipeline too (no lifecycle read one
+        channel at a time). Left: a channel whose plan kept changing, and one whose
+        reply was an error (e.g. ``NOSCRIPT`` from a cluster node that just took over,
+        which :meth:`recompute` reloads). The compare-and-set of each write is unchanged.
+        """
+        pending, left = list(channels), []
+        snapshots: list[tuple[str, Snapshot]] = []
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            plans = [self._plans.get(c, UNKNOWN_PLAN) for c in pending]
+            again = []
+            for channel, plan, raw in zip(
+                pending, plans, await self._read_many(pending, plans), strict=True
+            ):
+                if isinstance(raw, Exception):
+                    left.append(channel)
+                elif not raw:
+                    self._plans.pop(channel, None)
+                elif (seen := (snap := parse_snapshot(raw)).plan(self.zone)) != plan:
+                    self._plans[channel] = seen
+                    again.append(channel)
+                else:
+                    snapshots.append((channel, snap))
+            pending = again
+        replies = await self._write_many(snapshots)
+        failed = [
+            c for (c, _), r in zip(snapshots, replies, strict=True) if isinstance(r, Exception)
+        ]
+        return left + pending + failed
+
+    async def _read_many(self, channels: list[str], plans: list[Plan]) -> list[Any]:
+        """The :data:`SNAPSHOT` replies of ``channels`` with ``plans`` (errors in place)."""
+        if not channels:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, plan in zip(channels, plans, strict=True):
+                keys = self.keys.analytics(channel)
+                await self._snapshot(keys=snapshot_keys(keys), args=self._args(plan), client=pipe)
+            return await pipe.execute(raise_on_error=False)
+
+    async def _write_many(self, snapshots: list[tuple[str, Snapshot]]) -> list[Any]:
+        """The compare-and-set writes of the figures of ``snapshots`` (errors in place)."""
+        if not snapshots:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, snap in snapshots:
+                args = write_args(derive(snap, self.windows, self.zone), snap.version)
+                await self._cas_write(keys=[self.keys.metrics(channel)], args=args, client=pipe)
+            return await pipe.execute(raise_on_error=False)
 
     async def snapshot(self, channel: str) -> Snapshot | None:
         """One atomic read of the raw state and its paid totals (windows trimmed on the way).
@@ -198,7 +264,7 @@ class MetricsComputer:
             if snap is None:
                 self._plans.pop(channel, None)
                 return None
-            seen = Plan.of(snap.now_ms, snap.stream, self.zone)
+            seen = snap.plan(self.zone)
             if seen == plan:
                 self._plans[channel] = plan
                 return snap
@@ -214,28 +280,39 @@ class MetricsComputer:
 
     async def _read(self, keys: AnalyticsKeys, plan: Plan) -> Snapshot | None:
         """One run of :data:`SNAPSHOT` with the ranges of ``plan``."""
-        raw = await self._snapshot(
-            keys=[
-                keys.clock,
-                keys.version,
-                keys.chat_window,
-                keys.chatter_window,
-                keys.viewers,
-                keys.lifecycle,
-                keys.paid,
-                keys.paid_data,
-                keys.paid_minutes,
-            ],
-            args=[
-                self.windows.chat_ms,
-                self.windows.engagement_ms,
-                *plan.args(),
-                HOUR_MS,
-                MIN_RATE_WINDOW_MS,
-                LATEST_PAGE,
-            ],
-        )
+        raw = await self._snapshot(keys=snapshot_keys(keys), args=self._args(plan))
         return parse_snapshot(raw) if raw else None
+
+    def _args(self, plan: Plan) -> list[int | str]:
+        """ARGV of :data:`SNAPSHOT` for ``plan``."""
+        return [
+            self.windows.chat_ms,
+            self.windows.engagement_ms,
+            *plan.args(),
+            HOUR_MS,
+            MIN_RATE_WINDOW_MS,
+            LATEST_PAGE,
+        ]
+
+
+def snapshot_keys(keys: AnalyticsKeys) -> list[str]:
+    """KEYS of :data:`SNAPSHOT` for one channel."""
+    return [
+        keys.clock,
+        keys.version,
+        keys.chat_window,
+        keys.chatter_window,
+        keys.viewers,
+        keys.lifecycle,
+        keys.paid,
+        keys.paid_data,
+        keys.paid_minutes,
+    ]
+
+
+def write_args(figures: dict[str, str], version: int) -> list[int | str]:
+    """ARGV of :data:`CAS_WRITE`: the version, then every field as one JSON list."""
+    return [version, json.dumps([item for pair in figures.items() for item in pair])]
 
 
 def parse_snapshot(raw: list[Any]) -> Snapshot:

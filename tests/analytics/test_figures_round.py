@@ -133,3 +133,15 @@ async def test_figures_from_a_kept_plan_equal_a_fresh_computers_across_a_stream_
         assert from_kept == from_fresh, event.id
     assert from_kept["revenue_today"] == "7.00"  # d3 + d4: d2 before midnight is yesterday's
     assert from_kept["revenue_stream"] == "4.00" and from_kept["stream_id"] == "s2"
+
+
+async def test_a_batch_with_kept_plans_writes_a_fresh_computers_figures_across_a_stream_and_a_day(
+    redis: Redis, keys: Keys
+) -> None:
+    kept = computer(redis, keys)
+    for event in across_a_stream_and_a_day():
+        await apply_events(redis, keys, [event])
+        assert await kept.recompute_batch(["demo"]) == []
+        from_batch = await redis.hgetall(keys.metrics("demo"))
+        assert from_batch == await computer(redis, keys).recompute("demo"), event.id
+    assert from_batch["revenue_today"] == "7.00"

@@ -58,11 +58,13 @@ ROUND_AIM_S = 0.5
 
 @dataclass(frozen=True)
 class Rounds:
-    """Figures rounds of each replica: mean seconds, channels recomputed and held a round."""
+    """Figures rounds of each replica: mean seconds, channels recomputed and held a round,
+    share of a core used meanwhile."""
 
     seconds: list[float]
     recomputed: list[float]
     held: list[float]
+    cpu: list[float]
 
     def cells(self) -> str:
         """``recomputed of held`` and the seconds, as two table cells."""
@@ -142,14 +144,15 @@ async def round_totals(port: int) -> tuple[float, float, float, float]:
     )
 
 
-async def figures_rounds(ports: list[int], skip: int) -> Rounds:
+async def figures_rounds(children: list[Child], ports: list[int], skip: int) -> Rounds:
     """``FIGURES_ROUNDS`` figures rounds of each replica after the next ``skip`` to end (they
-    may have begun before the conditions measured): mean time, channels a round."""
+    may have begun before the conditions measured): mean time, channels a round, CPU."""
     first = [await round_totals(port) for port in ports]
     before = first
     while any(b[1] < f[1] + skip for b, f in zip(before, first, strict=True)):
         await asyncio.sleep(0.1)
         before = [await round_totals(port) for port in ports]
+    began, cpu_before = time.perf_counter(), [proc_cpu_s(c.pid) for c in children]
     after = before
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -157,12 +160,16 @@ async def figures_rounds(ports: list[int], skip: int) -> Rounds:
         after = [await round_totals(port) for port in ports]
         if all(a[1] - b[1] >= FIGURES_ROUNDS for a, b in zip(after, before, strict=True)):
             break
+    elapsed = time.perf_counter() - began
+    cpu = [(proc_cpu_s(c.pid) - b) / elapsed for c, b in zip(children, cpu_before, strict=True)]
     rounds = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
     deltas = [
         [(x - y) / n if n else float("nan") for x, y in zip(a, b, strict=True)]
         for a, b, n in zip(after, before, rounds, strict=True)
     ]
-    return Rounds([d[0] for d in deltas], [d[2] for d in deltas], [d[2] + d[3] for d in deltas])
+    return Rounds(
+        [d[0] for d in deltas], [d[2] for d in deltas], [d[2] + d[3] for d in deltas], cpu
+    )
 
 
 def live_chat(names: list[str], tick: int) -> list[ChatEvent]:
@@ -189,13 +196,17 @@ async def keep_publishing(
 
 
 async def loaded_rounds(
-    redis: Redis, settings: AnalyticsSettings, names: list[str], ports: list[int]
+    redis: Redis,
+    settings: AnalyticsSettings,
+    names: list[str],
+    children: list[Child],
+    ports: list[int],
 ) -> tuple[Rounds, int]:
     """Figures rounds while every channel gets events; the events published meanwhile."""
     stop = asyncio.Event()
     publishing = asyncio.create_task(keep_publishing(redis, settings, names, stop))
     try:
-        rounds = await figures_rounds(ports, skip=1)
+        rounds = await figures_rounds(children, ports, skip=1)
     finally:
         stop.set()
         published = await publishing
@@ -225,9 +236,9 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
                 for port, name in zip(ports, replica_names, strict=True)
             ]
             run = await time_run(redis, children, ports, count, len(events))
-            loaded, published = await loaded_rounds(redis, settings, names, ports)
+            loaded, published = await loaded_rounds(redis, settings, names, children, ports)
             await until_acked(ports, len(events) + published)
-            quiet = await figures_rounds(ports, skip=2)
+            quiet = await figures_rounds(children, ports, skip=2)
             return replace(run, loaded=loaded, quiet=quiet)
     finally:
         await redis.flushdb()
@@ -261,8 +272,8 @@ async def time_run(
         cpu,
         [n - f for n, f in zip(now, first, strict=True)],
         redis_cpu,
-        Rounds([], [], []),
-        Rounds([], [], []),
+        Rounds([], [], [], []),
+        Rounds([], [], [], []),
     )
 
 
@@ -301,7 +312,8 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
             f"| {' / '.join(f'{e:,.0f}' for e in r.replica_events)} "
             f"| {' / '.join(f'{c / r.elapsed_s:.0%}' for c in r.replica_cpu_s)} "
             f"| {' / '.join(f'{u:.0f}' for u in cpu_us)} | {r.redis_cpu_s / r.elapsed_s:.0%} "
-            f"| {r.loaded.cells()} | {r.quiet.cells()} |"
+            f"| {r.loaded.cells()} | {' / '.join(f'{c:.0%}' for c in r.loaded.cpu)} "
+            f"| {r.quiet.cells()} |"
         )
     worst = min(speedups, default=float("nan"))
     worst_share = max(shares, default=float("nan"))
@@ -329,8 +341,8 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "",
         "| channels | replicas | events/s | vs 1 replica | events per replica | replica CPU "
         "| replica CPU µs/event | redis CPU | loaded: channels a round | loaded round s "
-        "| quiet: channels a round | quiet round s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| loaded replica CPU | quiet: channels a round | quiet round s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"Aim two replicas >= {SPEEDUP_AIM}x one at every channel count: "

@@ -10,7 +10,7 @@ CPU of each replica and of redis-server over that span. Then the figures rounds
 (``streamloop_figures_round_seconds``, the broadcaster's own histogram, and
 ``streamloop_figures_channels_total`` for the channels each round recomputed), twice:
 **loaded**, while the benchmark publishes a chat message to every channel every
-:data:`LIVE_TICK_S` (so every held channel has moved at every round: a round's real
+:func:`live_tick_s` (so every held channel has moved at every round: a round's real
 cost), and **quiet**, once that load is acked (nothing moved: the round skips every
 channel). The orchestrator part is in :mod:`tools.benchmarks.scale_orchestrator`;
 Redis memory per channel-hour is section ``history``.
@@ -49,6 +49,7 @@ SCALE_EVENTS = 60_000
 BROADCAST_S = 1.0
 FIGURES_ROUNDS = 3
 LIVE_TICK_S = 0.5
+LIVE_RATE_CAP = 4_000
 CONSUMED = "streamloop_events_consumed_total"
 ROUND = "streamloop_figures_round_seconds"
 OUTCOMES = "streamloop_figures_channels_total"
@@ -172,9 +173,15 @@ async def figures_rounds(children: list[Child], ports: list[int], skip: int) -> 
     )
 
 
+def live_tick_s(channels: int) -> float:
+    """How often the loaded phase sends every channel a message: ``LIVE_TICK_S``, or
+    slower where that would pass ``LIVE_RATE_CAP`` events a second (5,000 channels)."""
+    return max(LIVE_TICK_S, channels / LIVE_RATE_CAP)
+
+
 def live_chat(names: list[str], tick: int) -> list[ChatEvent]:
     """One chat message on every channel, an hour of event time after the mix, ``tick`` on."""
-    at = START + timedelta(hours=1, seconds=tick * LIVE_TICK_S)
+    at = START + timedelta(hours=1, seconds=tick * live_tick_s(len(names)))
     return [
         ChatEvent(channel=c, source="sim", id=f"{c}-live-{tick}", user="live", text="hi", ts=at)
         for c in names
@@ -184,14 +191,15 @@ def live_chat(names: list[str], tick: int) -> list[ChatEvent]:
 async def keep_publishing(
     redis: Redis, settings: AnalyticsSettings, names: list[str], stop: asyncio.Event
 ) -> int:
-    """Publish :func:`live_chat` every ``LIVE_TICK_S`` until ``stop``; events published."""
+    """Publish :func:`live_chat` every :func:`live_tick_s` until ``stop``; events published."""
     publisher, published, tick = Publisher(redis, settings, batch_size=1000), 0, 0
+    every_s = live_tick_s(len(names))
     while not stop.is_set():
         began = time.monotonic()
         published += (await publisher.publish_many(live_chat(names, tick))).published
         tick += 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, LIVE_TICK_S - (time.monotonic() - began)))
+            await asyncio.wait_for(stop.wait(), max(0.0, every_s - (time.monotonic() - began)))
     return published
 
 
@@ -328,11 +336,13 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "acked. Figures rounds (`streamloop_figures_round_seconds`; channels from "
         "`streamloop_figures_channels_total`): mean of "
         f"{FIGURES_ROUNDS} rounds per replica, **loaded** while the benchmark publishes a chat "
-        f"message to every channel every {LIVE_TICK_S:g} s (every held channel has moved at "
-        "every round, so each is recomputed: the real cost; the first round to end is skipped, "
-        "it may have begun before), and **quiet** once that is acked (nothing moved, the round "
-        "only reads each channel's version and clock; the first two rounds to end are "
-        "skipped). Channels a round: recomputed of held.",
+        f"message to every channel every {LIVE_TICK_S:g} s (at most {LIVE_RATE_CAP:,} events "
+        "a second: every "
+        f"{live_tick_s(max(SCALE_CHANNELS)):g} s at {max(SCALE_CHANNELS):,} channels), so "
+        "every held channel has moved at every round and is recomputed: the real cost (the "
+        "first round to end is skipped, it may have begun before), and **quiet** once that "
+        "is acked (nothing moved, the round only reads each channel's version and clock; the "
+        "first two rounds to end are skipped). Channels a round: recomputed of held.",
         "",
         "**2 shared CPU cores**: two replicas, redis-server and this benchmark run on the same "
         "2 cores (also used by other people's work), so the two-replica rate is bounded by "

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
-from services.analytics.figures_round import RECOMPUTE_CONCURRENCY
+from services.analytics.figures_round import RECOMPUTE_BATCH, RECOMPUTE_CONCURRENCY
 from services.analytics.handler import GROUP
 from services.analytics.settings import AnalyticsSettings
 from shared.events import ChatEvent
@@ -364,9 +364,11 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         f"1,000 channels, judged on the **loaded** rounds (every channel recomputed; a quiet "
         f"round skips them all): **{met(worst_share <= ROUND_AIM_S)}** (slowest "
         f"{worst_share:.3f} s). A round reads every held channel's version and clock in one "
-        "pipeline, then recomputes the channels that moved "
-        f"{RECOMPUTE_CONCURRENCY} at a time: the snapshot script (with the day and stream "
-        "ranges of the channel's previous snapshot) and the compare-and-set write.",
+        "pipeline, then recomputes the channels that moved in batches of "
+        f"{RECOMPUTE_BATCH}, {RECOMPUTE_CONCURRENCY} batches at a time, each a pipeline of "
+        "snapshot scripts (with the day and stream ranges of each channel's previous "
+        "snapshot) and one of compare-and-set writes. Loaded replica CPU: the share of a core "
+        "each replica used over the loaded rounds (consuming the live events and the rounds).",
     ]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from shared.clock import epoch_ms, format_ts, from_epoch_ms
 from shared.keys import AnalyticsKeys, Keys
@@ -200,19 +201,23 @@ class MetricsComputer:
         stream than its plan is taken again, in the next pipeline, with the plan it
         showed. A channel without a kept plan starts from :data:`UNKNOWN_PLAN`, so its
         first snapshot only finds its plan, in a pipeline too (no lifecycle read one
-        channel at a time). Left: a channel whose plan kept changing, and one whose
-        reply was an error (e.g. ``NOSCRIPT`` from a cluster node that just took over,
-        which :meth:`recompute` reloads). The compare-and-set of each write is unchanged.
+        channel at a time). A ``NOSCRIPT`` reply (a restarted server) loads the scripts
+        and takes that snapshot again. Left: a channel whose plan kept changing, and one
+        whose reply was another error or whose write failed (:meth:`recompute` reloads a
+        script a cluster node lacks). The compare-and-set of each write is unchanged.
         """
         pending, left = list(channels), []
         snapshots: list[tuple[str, Snapshot]] = []
         for _ in range(SNAPSHOT_ATTEMPTS):
             plans = [self._plans.get(c, UNKNOWN_PLAN) for c in pending]
-            again = []
+            again, unknown_script = [], False
             for channel, plan, raw in zip(
                 pending, plans, await self._read_many(pending, plans), strict=True
             ):
-                if isinstance(raw, Exception):
+                if isinstance(raw, NoScriptError):
+                    unknown_script = True
+                    again.append(channel)
+                elif isinstance(raw, Exception):
                     left.append(channel)
                 elif not raw:
                     self._plans.pop(channel, None)
@@ -222,6 +227,8 @@ class MetricsComputer:
                 else:
                     snapshots.append((channel, snap))
             pending = again
+            if unknown_script:
+                await self._load_scripts()
         replies = await self._write_many(snapshots)
         failed = [
             c for (c, _), r in zip(snapshots, replies, strict=True) if isinstance(r, Exception)
@@ -229,13 +236,18 @@ class MetricsComputer:
         return left + pending + failed
 
     async def _read_many(self, channels: list[str], plans: list[Plan]) -> list[Any]:
-        """The :data:`SNAPSHOT` replies of ``channels`` with ``plans`` (errors in place)."""
+        """The :data:`SNAPSHOT` replies of ``channels`` with ``plans`` (errors in place).
+
+        Plain EVALSHA: a pipeline given the registered script would first ask Redis
+        whether it knows it, one more round trip per batch; a ``NOSCRIPT`` reply is
+        rare (a restarted or promoted server) and handled by the caller.
+        """
         if not channels:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel, plan in zip(channels, plans, strict=True):
-                keys = self.keys.analytics(channel)
-                await self._snapshot(keys=snapshot_keys(keys), args=self._args(plan), client=pipe)
+                keys = snapshot_keys(self.keys.analytics(channel))
+                pipe.evalsha(self._snapshot.sha, len(keys), *keys, *self._args(plan))
             return await pipe.execute(raise_on_error=False)
 
     async def _write_many(self, snapshots: list[tuple[str, Snapshot]]) -> list[Any]:
@@ -245,8 +257,13 @@ class MetricsComputer:
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel, snap in snapshots:
                 args = write_args(derive(snap, self.windows, self.zone), snap.version)
-                await self._cas_write(keys=[self.keys.metrics(channel)], args=args, client=pipe)
+                pipe.evalsha(self._cas_write.sha, 1, self.keys.metrics(channel), *args)
             return await pipe.execute(raise_on_error=False)
+
+    async def _load_scripts(self) -> None:
+        """Load both scripts (after a ``NOSCRIPT``: a restarted server knows none)."""
+        await self.redis.script_load(SNAPSHOT)
+        await self.redis.script_load(CAS_WRITE)
 
     async def snapshot(self, channel: str) -> Snapshot | None:
         """One atomic read of the raw state and its paid totals (windows trimmed on the way).

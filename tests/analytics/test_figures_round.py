@@ -145,3 +145,18 @@ async def test_a_batch_with_kept_plans_writes_a_fresh_computers_figures_across_a
         from_batch = await redis.hgetall(keys.metrics("demo"))
         assert from_batch == await computer(redis, keys).recompute("demo"), event.id
     assert from_batch["revenue_today"] == "7.00"
+
+
+async def test_a_round_after_redis_forgot_its_scripts_still_writes_the_figures(
+    redis: Redis, keys: Keys
+) -> None:
+    await apply_events(redis, keys, known_stream())
+    figures = replica(redis, keys)
+    await figures.run(["demo"])
+    await apply_events(redis, keys, [chat("demo", 1, START + timedelta(minutes=11))])
+    await redis.script_flush()  # as a restarted or newly promoted server
+
+    outcome = await figures.run(["demo"])
+
+    assert (outcome.recomputed, outcome.failed) == (1, 0)
+    assert await version_computed(redis, keys, "demo") == str(len(known_stream()) + 1)

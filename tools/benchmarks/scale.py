@@ -66,6 +66,7 @@ class Rounds:
     recomputed: list[float]
     held: list[float]
     cpu: list[float]
+    redis_cpu: float
 
     def cells(self) -> str:
         """``recomputed of held`` and the seconds, as two table cells."""
@@ -145,7 +146,9 @@ async def round_totals(port: int) -> tuple[float, float, float, float]:
     )
 
 
-async def figures_rounds(children: list[Child], ports: list[int], skip: int) -> Rounds:
+async def figures_rounds(
+    redis: Redis, children: list[Child], ports: list[int], skip: int
+) -> Rounds:
     """``FIGURES_ROUNDS`` figures rounds of each replica after the next ``skip`` to end (they
     may have begun before the conditions measured): mean time, channels a round, CPU."""
     first = [await round_totals(port) for port in ports]
@@ -154,6 +157,7 @@ async def figures_rounds(children: list[Child], ports: list[int], skip: int) -> 
         await asyncio.sleep(0.1)
         before = [await round_totals(port) for port in ports]
     began, cpu_before = time.perf_counter(), [proc_cpu_s(c.pid) for c in children]
+    redis_before = await redis_cpu_s(redis)
     after = before
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -163,13 +167,18 @@ async def figures_rounds(children: list[Child], ports: list[int], skip: int) -> 
             break
     elapsed = time.perf_counter() - began
     cpu = [(proc_cpu_s(c.pid) - b) / elapsed for c, b in zip(children, cpu_before, strict=True)]
+    redis_cpu = (await redis_cpu_s(redis) - redis_before) / elapsed
     rounds = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
     deltas = [
         [(x - y) / n if n else float("nan") for x, y in zip(a, b, strict=True)]
         for a, b, n in zip(after, before, rounds, strict=True)
     ]
     return Rounds(
-        [d[0] for d in deltas], [d[2] for d in deltas], [d[2] + d[3] for d in deltas], cpu
+        [d[0] for d in deltas],
+        [d[2] for d in deltas],
+        [d[2] + d[3] for d in deltas],
+        cpu,
+        redis_cpu,
     )
 
 
@@ -214,7 +223,7 @@ async def loaded_rounds(
     stop = asyncio.Event()
     publishing = asyncio.create_task(keep_publishing(redis, settings, names, stop))
     try:
-        rounds = await figures_rounds(children, ports, skip=1)
+        rounds = await figures_rounds(redis, children, ports, skip=1)
     finally:
         stop.set()
         published = await publishing
@@ -246,7 +255,7 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
             run = await time_run(redis, children, ports, count, len(events))
             loaded, published = await loaded_rounds(redis, settings, names, children, ports)
             await until_acked(ports, len(events) + published)
-            quiet = await figures_rounds(children, ports, skip=2)
+            quiet = await figures_rounds(redis, children, ports, skip=2)
             return replace(run, loaded=loaded, quiet=quiet)
     finally:
         await redis.flushdb()
@@ -280,8 +289,8 @@ async def time_run(
         cpu,
         [n - f for n, f in zip(now, first, strict=True)],
         redis_cpu,
-        Rounds([], [], [], []),
-        Rounds([], [], [], []),
+        Rounds([], [], [], [], 0.0),
+        Rounds([], [], [], [], 0.0),
     )
 
 
@@ -321,6 +330,7 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
             f"| {' / '.join(f'{c / r.elapsed_s:.0%}' for c in r.replica_cpu_s)} "
             f"| {' / '.join(f'{u:.0f}' for u in cpu_us)} | {r.redis_cpu_s / r.elapsed_s:.0%} "
             f"| {r.loaded.cells()} | {' / '.join(f'{c:.0%}' for c in r.loaded.cpu)} "
+            f"| {r.loaded.redis_cpu:.0%} "
             f"| {r.quiet.cells()} |"
         )
     worst = min(speedups, default=float("nan"))
@@ -351,8 +361,8 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "",
         "| channels | replicas | events/s | vs 1 replica | events per replica | replica CPU "
         "| replica CPU µs/event | redis CPU | loaded: channels a round | loaded round s "
-        "| loaded replica CPU | quiet: channels a round | quiet round s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| loaded replica CPU | loaded redis CPU | quiet: channels a round | quiet round s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"Aim two replicas >= {SPEEDUP_AIM}x one at every channel count: "
@@ -367,8 +377,9 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
         "pipeline, then recomputes the channels that moved in batches of "
         f"{RECOMPUTE_BATCH}, {RECOMPUTE_CONCURRENCY} batches at a time, each a pipeline of "
         "snapshot scripts (with the day and stream ranges of each channel's previous "
-        "snapshot) and one of compare-and-set writes. Loaded replica CPU: the share of a core "
-        "each replica used over the loaded rounds (consuming the live events and the rounds).",
+        "snapshot) and one of compare-and-set writes. Loaded replica / redis CPU: the share of a "
+        "core each replica (consuming the live events and running the rounds) and "
+        "redis-server used over the loaded rounds.",
     ]
 
 

@@ -45,8 +45,9 @@ async def lifespan(app: FastAPI, settings: AnalyticsSettings) -> AsyncIterator[N
     the consumer and the figures round work only the partitions this one holds; a
     runner that starts on a partition claims its previous holder's pending entries
     at once. The workers stop first (the keeper gives its leases back), then the
-    figures of the channels it held are computed once more, those whose state moved
-    since the last round (so the last second is in Redis), then Redis closes (``shared.lifespan``).
+    figures of the channels it held whose state moved since the last round are
+    computed once more (so the last second is in Redis), then Redis closes
+    (``shared.lifespan``).
     """
     async with ServiceLifespan("analytics", settings, log, stop_timeout_s=STOP_TIMEOUT_S) as life:
         redis, stop = life.redis, life.stop

@@ -13,58 +13,56 @@ channels, so the loop asks first, one :data:`DUE` call per partition (one slot, 
   stream, or the clock ``DECISION_INTERVAL_S`` past the last slot (the rule of the
   loop's own ``CLAIM_SLOT``, which still decides: a tick found due here claims first).
 
-What the loop knows of a channel (the member count it saw, its live stream, when a
-segment is ready) is in memory. A channel it knows nothing of is due: a fresh
-replica, a channel just taken over or a tick that failed ticks at the next look.
+The script reads only each channel's lifecycle count and clock; the rest is what
+the loop's last tick of the channel saw, kept in memory (:class:`Seen`: its live
+stream, its slot as the claim returned it, when a segment is ready). A slot another
+replica claimed meanwhile only costs a tick whose claim is refused (and which learns
+the slot). A channel the loop knows nothing of is due: a fresh replica, a channel
+just taken over or a tick that failed ticks at the next look.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
 from shared.keys import Keys
-from shared.slot_groups import group_by_tag, per_group
+from shared.slot_groups import per_group
 
 DUE = """
--- KEYS: per channel its clock, lifecycle and on-air hash (three keys each, one slot).
--- ARGV[1]: the decision interval ms; then per channel: the lifecycle member count last
---   seen ('' unknown), its live stream id ('' not live), the event time ms a waiting
---   segment is ready at ('' none).
--- Returns, for each channel due, its index (from 0) and its lifecycle member count.
-local interval = tonumber(ARGV[1])
-local due = {}
-for c = 0, #KEYS / 3 - 1 do
-  local clock, lifecycle, on_air = KEYS[3 * c + 1], KEYS[3 * c + 2], KEYS[3 * c + 3]
-  local seen, live, ready = ARGV[3 * c + 2], ARGV[3 * c + 3], ARGV[3 * c + 4]
-  local count = redis.call('ZCARD', lifecycle)
-  local is_due = seen == '' or tonumber(seen) ~= count
-  if not is_due and (ready ~= '' or live ~= '') then
-    local now = tonumber(redis.call('ZSCORE', clock, 'now') or '0')
-    is_due = ready ~= '' and now >= tonumber(ready)
-    if not is_due and live ~= '' then
-      local slot = redis.call('HMGET', on_air, 'at_ms', 'slot_stream')
-      is_due = (not slot[1]) or slot[2] ~= live or now - tonumber(slot[1]) >= interval
-    end
-  end
-  if is_due then
-    due[#due + 1] = c
-    due[#due + 1] = count
-  end
+-- KEYS: per channel its lifecycle and its clock (two keys each, all of one slot).
+-- Returns per channel its lifecycle member count and its clock (ms, 0 before any event).
+local reply = {}
+for c = 1, #KEYS, 2 do
+  reply[c] = redis.call('ZCARD', KEYS[c])
+  reply[c + 1] = tonumber(redis.call('ZSCORE', KEYS[c + 1], 'now') or '0')
 end
-return due
+return reply
 """
 
 
 @dataclass(frozen=True)
 class Seen:
-    """What the last tick of a channel left: its live stream ('' when not live) and when a
-    waiting segment is ready (event time ms; None when none waits)."""
+    """What the last tick of a channel left: its live stream ('' when not live), its decision
+    slot (event time ms and stream, as the on-air hash holds them) and when a waiting
+    segment is ready (event time ms; None when none waits)."""
 
     live_stream: str = ""
+    slot_ms: int | None = None
+    slot_stream: str = ""
     ready_ms: float | None = None
+
+    def due_at(self, now_ms: int, interval_ms: int) -> bool:
+        """True when, with the clock at ``now_ms``, a waiting segment is ready or the live
+        stream's slot is due (the rule of the loop's ``CLAIM_SLOT``)."""
+        if self.ready_ms is not None and now_ms >= self.ready_ms:
+            return True
+        if not self.live_stream:
+            return False
+        if self.slot_ms is None or self.slot_stream != self.live_stream:
+            return True
+        return now_ms - self.slot_ms >= interval_ms
 
 
 class DueChannels:
@@ -76,12 +74,15 @@ class DueChannels:
         self._due = redis.register_script(DUE)
         self._counts: dict[str, int] = {}
         self._seen: dict[str, Seen] = {}
-        self._keys: dict[str, tuple[str, str, str]] = {}
+        self._keys: dict[str, tuple[bytes, bytes]] = {}
 
     async def due(self, channels: list[str]) -> list[str]:
-        """The channels of ``channels`` that need a tick now (their counts noted as seen)."""
-        groups = group_by_tag(channels, self.keys.orchestrator_on_air)
-        replies = await per_group(groups, self._due_in)
+        """The channels of ``channels`` that need a tick now (their counts noted as seen);
+        one call per partition: a partition's keys share its hash tag."""
+        by_partition: dict[int, list[str]] = {}
+        for channel in channels:
+            by_partition.setdefault(self.keys.partitions.of(channel), []).append(channel)
+        replies = await per_group(by_partition.values(), self._due_in)
         return [channel for due in replies for channel in due]
 
     def after_tick(self, channel: str, seen: Seen) -> None:
@@ -96,25 +97,23 @@ class DueChannels:
 
     async def _due_in(self, group: list[str]) -> list[str]:
         """One :data:`DUE` call for ``group`` (channels of one partition)."""
-        keys: list[str] = []
-        args: list[Any] = [self.interval_ms]
-        for channel in group:
-            keys.extend(self._channel_keys(channel))
-            seen = self._seen.get(channel, Seen())
-            ready = "" if seen.ready_ms is None else int(seen.ready_ms)
-            args.extend((self._counts.get(channel, ""), seen.live_stream, ready))
-        flat = await self._due(keys=keys, args=args)
+        keys = [key for channel in group for key in self._channel_keys(channel)]
+        flat = await self._due(keys=keys)
         due = []
-        for index, count in zip(flat[::2], flat[1::2], strict=True):
-            channel = group[int(index)]
-            self._counts[channel] = int(count)
-            due.append(channel)
+        for channel, count, now in zip(group, flat[::2], flat[1::2], strict=True):
+            seen = self._seen.get(channel)
+            if (
+                seen is None
+                or self._counts.get(channel) != count
+                or seen.due_at(now, self.interval_ms)
+            ):
+                due.append(channel)
+            self._counts[channel] = count
         return due
 
-    def _channel_keys(self, channel: str) -> tuple[str, str, str]:
-        """Clock, lifecycle and on-air hash of ``channel`` (built once)."""
+    def _channel_keys(self, channel: str) -> tuple[bytes, bytes]:
+        """Lifecycle and clock of ``channel``, encoded once (a look sends them all)."""
         if channel not in self._keys:
             analytics = self.keys.analytics(channel)
-            on_air = self.keys.orchestrator_on_air(channel)
-            self._keys[channel] = (analytics.clock, analytics.lifecycle, on_air)
+            self._keys[channel] = (analytics.lifecycle.encode(), analytics.clock.encode())
         return self._keys[channel]

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -41,13 +42,15 @@ DECISIONS_MAXLEN = 10_000
 CLAIM_SLOT = """
 local last = tonumber(redis.call('HGET', KEYS[1], 'at_ms') or '-1')
 local same_stream = redis.call('HGET', KEYS[1], 'slot_stream') == ARGV[3]
-if same_stream and last >= 0 and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return 0 end
+if same_stream and last >= 0 and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
 redis.call('HSET', KEYS[1], 'at_ms', ARGV[1], 'slot_stream', ARGV[3])
-return redis.call('HGETALL', KEYS[1])
+return {1, redis.call('HGETALL', KEYS[1])}
 """
 """Claim the decision slot at ARGV[1] ms: due ARGV[2] ms after the last one of the same
 stream ARGV[3]. Another stream's slots never count: its clock may have run ahead. Returns
-0, or the on-air hash once claimed (what :func:`on_air` reads)."""
+whether it claimed (1 or 0) and the on-air hash after it (what :func:`on_air` reads)."""
 
 
 class DecisionLoop:
@@ -163,16 +166,19 @@ class DecisionLoop:
         now, lifecycle = await read_latest_lifecycle(self.redis, self.keys.analytics(channel))
         await self._score_if_changed(channel, lifecycle)
         state = stream_state(lifecycle)
-        ready_ms = self.scorer.ready_at(channel) if self.scorer else None
-        self.due.after_tick(channel, Seen(state.stream_id if state.is_live else "", ready_ms))
+        seen = Seen(ready_ms=self.scorer.ready_at(channel) if self.scorer else None)
+        self.due.after_tick(channel, seen)
         if not now or not state.is_live or state.started_ms is None:
             return None
         interval_ms = int(self.settings.decision_interval_s * 1000)
         slot = [self.keys.orchestrator_on_air(channel)]
-        claimed = await self._claim_slot(keys=slot, args=[now, interval_ms, state.stream_id])
+        claimed, flat = await self._claim_slot(keys=slot, args=[now, interval_ms, state.stream_id])
+        ours = dict(zip(flat[::2], flat[1::2], strict=True))
+        slot_ms = int(ours["at_ms"]) if "at_ms" in ours else None
+        seen = replace(seen, live_stream=state.stream_id, slot_ms=slot_ms)
+        self.due.after_tick(channel, replace(seen, slot_stream=ours.get("slot_stream", "")))
         if not claimed:
             return None
-        ours = dict(zip(claimed[::2], claimed[1::2], strict=True))
         current, since_ms, chosen_ms = on_air(ours, state)
         chosen_s = (now - chosen_ms) / 1000 if self.settings.commit_segments else None
         decision = await self.orchestrator.decide(

@@ -28,6 +28,8 @@ from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 
+from shared.slot_groups import group_by_tag, per_group
+
 Unit = TypeVar("Unit")
 
 RENEW = """
@@ -39,6 +41,31 @@ return 0
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+HOLD_MANY = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    held[i] = 1
+  elseif not holder then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
+"""Renew each lease ``KEYS[i]`` held by ``ARGV[1]``, take each free one (TTL ``ARGV[2]``
+ms); 1 or 0 per key: held now or not (all keys of one slot)."""
+RELEASE_MANY = """
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then released = released + redis.call('DEL', key) end
+end
+return released
 """
 HEARTBEAT = """
 local now = redis.call('TIME')
@@ -70,6 +97,8 @@ class Leases(Generic[Unit]):
         self._renew = redis.register_script(RENEW)
         self._release = redis.register_script(RELEASE)
         self._heartbeat = redis.register_script(HEARTBEAT)
+        self._hold_many = redis.register_script(HOLD_MANY)
+        self._release_many = redis.register_script(RELEASE_MANY)
 
     async def hold(self, unit: Unit) -> bool:
         """Keep the lease if this replica has it, else take it if free; True when held."""
@@ -81,6 +110,27 @@ class Leases(Generic[Unit]):
     async def release(self, unit: Unit) -> None:
         """Give the lease back (only if still ours), so another replica takes over at once."""
         await self._release(keys=[self.lease_key(unit)], args=[self.replica])
+
+    async def hold_many(self, units: list[Unit]) -> set[Unit]:
+        """:meth:`hold` on every unit, one script call per slot (see
+        :mod:`shared.slot_groups`); the units held now."""
+
+        async def hold_group(group: list[Unit]) -> list[Unit]:
+            keys = [self.lease_key(unit) for unit in group]
+            flags = await self._hold_many(keys=keys, args=[self.replica, self.ttl_ms])
+            return [unit for unit, flag in zip(group, flags, strict=True) if int(flag)]
+
+        replies = await per_group(group_by_tag(units, self.lease_key), hold_group)
+        return {unit for held in replies for unit in held}
+
+    async def release_many(self, units: list[Unit]) -> None:
+        """:meth:`release` on every unit, one script call per slot."""
+
+        async def release_group(group: list[Unit]) -> None:
+            keys = [self.lease_key(unit) for unit in group]
+            await self._release_many(keys=keys, args=[self.replica])
+
+        await per_group(group_by_tag(units, self.lease_key), release_group)
 
     async def live_replicas(self) -> int:
         """Heartbeat, then how many replicas are live (heartbeat younger than the TTL)."""

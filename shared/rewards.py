@@ -135,7 +135,7 @@ class SegmentScorer:
         self.scored = 0
         self.recent: deque[Scored] = deque(maxlen=RECENT_SCORED)
         self._done: set[str] = set()  # segment ids known to be scored, to skip the Redis check
-        self._waiting: dict[str, bool] = {}
+        self._ready_at: dict[str, float] = {}  # event time ms a waiting segment is ready
 
     async def score_ready(
         self, channel: str, stream_id: str | None = None, state: Timeline | None = None
@@ -147,21 +147,23 @@ class SegmentScorer:
         if state is None:
             state = await timeline(self.redis, self.keys, channel, stream_id)
         now = await self._stream_now(channel, state)
+        self._ready_at.pop(channel, None)
         if now is None or not state.segments:
             return 0
         applied = 0
         stream_start = (
             state.started_ms if state.started_ms is not None else state.segments[0].start_ms
         )
-        self._waiting[channel] = False
         for segment in state.segments:
-            if segment.end_ms is None and self.chunks:
-                self._waiting[channel] = True  # a running segment yields chunks as time passes
-            elif segment.end_ms is not None and now < segment.end_ms + self.grace_ms:
-                self._waiting[channel] = True
-            for chunk in self.ready_chunks(segment, now):
+            chunks = self.ready_chunks(segment, now)
+            self._note_ready_at(channel, self.ready_after(segment, now, len(chunks)))
+            for chunk in chunks:
                 applied += await self._score(channel, segment, chunk, stream_start)
         return applied
+
+    def _note_ready_at(self, channel: str, at_ms: float | None) -> None:
+        if at_ms is not None:
+            self._ready_at[channel] = min(at_ms, self._ready_at.get(channel, math.inf))
 
     def ready_chunks(self, segment: Segment, now_ms: float) -> list[Chunk]:
         """The pieces of ``segment`` that are final and past their grace at ``now_ms``.
@@ -189,6 +191,23 @@ class SegmentScorer:
             chunks.append(Chunk(token, start + k * length, chunk_end))
         return chunks
 
+    def ready_after(self, segment: Segment, now_ms: float, ready: int) -> float | None:
+        """The event time ``segment`` yields a chunk more than the ``ready`` it yields at
+        ``now_ms`` (see :meth:`ready_chunks`); None when no more will come as time passes
+        (only a lifecycle change, ending a segment, makes more)."""
+        start, end, length = segment.start_ms, segment.end_ms, self.min_segment_ms
+        if not self.chunks:
+            if end is None or end - start < length or now_ms >= end + self.grace_ms:
+                return None
+            return end + self.grace_ms
+        if end is None:  # chunk ``ready`` is final once the segment lasted (ready + 2) L
+            return start + max((ready + 2) * length, (ready + 1) * length + self.grace_ms)
+        count = int((end - start) // length)
+        if ready >= count:
+            return None
+        chunk_end = end if ready == count - 1 else start + (ready + 1) * length
+        return chunk_end + self.grace_ms
+
     async def _stream_now(self, channel: str, state: Timeline) -> float | None:
         """The clock to judge ``state``'s segments by: the channel's, or, for an ended
         stream a later stream has replaced (the clock now belongs to that one, and may
@@ -208,8 +227,12 @@ class SegmentScorer:
         return math.inf if replaced and now is not None else now
 
     def waiting(self, channel: str) -> bool:
-        """True when the last pass left an ended segment waiting for its grace period."""
-        return self._waiting.get(channel, False)
+        """True when the last pass left a segment (or chunk) to score once time passes."""
+        return channel in self._ready_at
+
+    def ready_at(self, channel: str) -> float | None:
+        """The event time (ms) the last pass's first waiting segment or chunk is ready."""
+        return self._ready_at.get(channel)
 
     async def _score(
         self, channel: str, segment: Segment, chunk: Chunk, stream_start_ms: int

@@ -186,13 +186,20 @@ class ClaudeAdvisor:
             else None
         )
 
-    async def advise(self, context: str, current: str) -> Consultation:
-        """Claude's advice for ``context``, or no advice and why not."""
+    def why_not_now(self) -> str | None:
+        """Why Claude cannot be asked now (no key, or paused after a 4xx that would repeat),
+        or None when it can: the decider then skips building a context nobody reads."""
         if self.client is None:
-            return Consultation(None, "no ANTHROPIC_API_KEY")
+            return "no ANTHROPIC_API_KEY"
         if time.monotonic() < self.paused_until:
             REQUESTS.labels("paused").inc()
-            return Consultation(None, f"Claude paused: {self.pause_why}")
+            return f"Claude paused: {self.pause_why}"
+        return None
+
+    async def advise(self, context: str, current: str) -> Consultation:
+        """Claude's advice for ``context``, or no advice and why not."""
+        if (why_not := self.why_not_now()) is not None or self.client is None:
+            return Consultation(None, why_not or "no ANTHROPIC_API_KEY")
         started = time.monotonic()
         body = request_body(self.model, self.activities, context, profile(self.model).max_tokens)
         try:

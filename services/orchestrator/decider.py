@@ -96,7 +96,9 @@ class Orchestrator:
         suggestion = await bandit.select() if bandit else ""
         made = _Maker(channel, at_ms, current, suggestion)
         fallback, usage = "no Claude advisor", None
-        if self.advisor is not None:
+        if self.advisor is not None and (why_not := self.advisor.why_not_now()) is not None:
+            fallback = why_not
+        elif self.advisor is not None:
             context = await self._context(channel, current, at_ms, on_air_s, suggestion, bandit)
             asked = await self.advisor.advise(context, current)
             advice, fallback, usage = asked.advice, asked.why_not, asked.usage

@@ -25,6 +25,12 @@ class OrchestratorSettings(BanditSettings, TwitchApiSettings):
     loop_interval_s: float = Field(
         default=0.25, gt=0, description="Real seconds between looks at each channel's clock."
     )
+    tick_concurrency: int = Field(
+        default=256,
+        ge=1,
+        description="Channel ticks (a lifecycle read, maybe a decision with its Claude call) "
+        "in flight at once; more wait their turn. At least decisions/s times Claude's latency.",
+    )
     lease_ttl_ms: int = Field(
         default=10_000, ge=100, description="A channel's lease lifetime; the holder renews it."
     )

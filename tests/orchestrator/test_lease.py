@@ -1,4 +1,5 @@
-"""Per-channel leases on a real Redis: one holder, renewal, expiry failover, release."""
+"""Per-channel leases on a real Redis: one holder, renewal, expiry failover, release, and the
+loop holding its share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 from redis.asyncio import Redis
 
 from services.orchestrator.lease import ChannelLeases
+from services.orchestrator.settings import OrchestratorSettings
+from tests.orchestrator.test_loop import loop_for
 
 
 def leases(redis: Redis, make_settings, replica: str, ttl_ms: int = 300) -> ChannelLeases:
@@ -46,3 +49,59 @@ async def test_channels_are_leased_independently(redis: Redis, make_settings) ->
     a, b = leases(redis, make_settings, "a", 10_000), leases(redis, make_settings, "b", 10_000)
     assert await a.hold("one") and await b.hold("two")
     assert not await a.hold("two") and not await b.hold("one")
+
+
+async def test_hold_many_takes_free_leases_renews_its_own_and_leaves_others(
+    redis: Redis, make_settings
+) -> None:
+    channels = [f"ch{n}" for n in range(30)]  # spread over many partitions (slots)
+    a, b = leases(redis, make_settings, "a", 10_000), leases(redis, make_settings, "b", 10_000)
+    assert await b.hold_many(channels[:10]) == set(channels[:10])
+    assert await a.hold_many(channels) == set(channels[10:])
+    await redis.pexpire(a.lease_key("ch20"), 50)
+    assert await a.hold_many(channels) == set(channels[10:])
+    assert await redis.pttl(a.lease_key("ch20")) > 5_000, "renewed to the whole TTL"
+    assert {await a.holder(ch) for ch in channels[:10]} == {"b"}
+
+
+async def test_release_many_gives_back_only_its_own(redis: Redis, make_settings) -> None:
+    channels = [f"ch{n}" for n in range(30)]
+    a, b = leases(redis, make_settings, "a", 10_000), leases(redis, make_settings, "b", 10_000)
+    await b.hold_many(channels[:10])
+    await a.hold_many(channels)
+    await a.release_many(channels)
+    assert [await a.holder(ch) for ch in channels] == ["b"] * 10 + [None] * 20
+
+
+async def test_the_loop_holds_its_share_and_lets_go_of_a_channel_taken_from_it(
+    redis: Redis, make_settings, tmp_path
+) -> None:
+    settings = make_settings(
+        OrchestratorSettings,
+        channels=[f"ch{n}" for n in range(12)],
+        lease_ttl_ms=600,
+        loop_interval_s=0.02,
+        bandit_state_path=str(tmp_path / "bandit.json"),
+        replica_id="loop",
+    )
+    loop = loop_for(redis, settings)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await wait_until(lambda: loop.held == set(settings.channels))
+        stolen = loop.leases.lease_key("ch3")
+        await redis.set(stolen, "other", px=60_000)  # as if it had expired and been taken
+        await wait_until(lambda: "ch3" not in loop.held)
+        assert await redis.get(stolen) == "other"
+    finally:
+        stop.set()
+        await running
+    assert [await loop.leases.holder(ch) for ch in settings.channels].count(None) == 11
+
+
+async def wait_until(condition, within_s: float = 5.0) -> None:
+    for _ in range(int(within_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")

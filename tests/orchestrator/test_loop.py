@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from redis.asyncio import Redis
 
@@ -34,7 +35,7 @@ def loop_for(redis: Redis, settings: OrchestratorSettings) -> DecisionLoop:
     advisor = ClaudeAdvisor(
         api_key="", model="m", activities=settings.activities, timeout_s=1, max_retries=0
     )
-    return build_loop(redis, settings, advisor)
+    return build_loop(redis, settings, advisor, rng=np.random.default_rng(7))  # draws repeat
 
 
 async def advance(redis: Redis, settings: OrchestratorSettings, seconds: float, n: int) -> None:

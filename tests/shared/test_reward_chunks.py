@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from shared.bandit import ThompsonBandit
@@ -119,3 +120,33 @@ async def test_online_chunks_then_racing_end_of_stream_passes_apply_each_chunk_o
     ]
     assert await bandit(keys).rewards(tokens) == await bandit(reference).rewards(tokens)
     assert len(await bandit(keys).rewards(tokens)) == 15
+
+
+class TestReadyAfter:
+    """``ready_after`` names the first event time a segment yields one chunk more, so the loop
+    can wait for it instead of looking every interval: checked against ``ready_chunks``
+    second by second."""
+
+    @staticmethod
+    def first_more(scorer: SegmentScorer, seg: Segment, now_ms: int, horizon_ms: int) -> int | None:
+        ready = len(scorer.ready_chunks(seg, now_ms))
+        for at in range(now_ms + S, horizon_ms, S):
+            if len(scorer.ready_chunks(seg, at)) > ready:
+                return at
+        return None
+
+    @pytest.mark.parametrize("chunks", [True, False])
+    @pytest.mark.parametrize("grace_s", [0, 5, 90])
+    @pytest.mark.parametrize("end_s", [None, 50, 150, 300])
+    def test_it_is_the_first_second_a_chunk_more_is_ready(
+        self, redis: Redis, tmp_path, chunks: bool, grace_s: float, end_s: float | None
+    ) -> None:
+        scorer = chunked(redis, Keys("x:"), tmp_path, grace_s=grace_s, chunks=chunks)
+        seg = segment(end_s)
+        horizon = START_MS + 800 * S
+        for now_s in range(0, 600, 7):
+            now = START_MS + now_s * S
+            if seg.end_ms is not None and now < seg.end_ms:
+                continue  # an ended segment is only known once its end has passed
+            said = scorer.ready_after(seg, now, len(scorer.ready_chunks(seg, now)))
+            assert said == self.first_more(scorer, seg, now, horizon), now_s

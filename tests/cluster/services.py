@@ -202,6 +202,8 @@ class HealthSampler:
         self.services = services
         self.interval_s = interval_s
         self.samples: list[tuple[float, str, int | None]] = []
+        self.refusals: list[tuple[float, str, str]] = []
+        """Every sample that was not 200: when, whose, and what it answered (body or error)."""
         self.began = time.monotonic()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -220,7 +222,10 @@ class HealthSampler:
             while not self._stop.is_set():
                 now = time.monotonic() - self.began
                 for name, service in self.services.items():
-                    self.samples.append((now, name, await _status(http, service)))
+                    status, answer = await _status(http, service)
+                    self.samples.append((now, name, status))
+                    if status != 200:
+                        self.refusals.append((now, name, f"{status}: {answer}"))
                 await asyncio.sleep(self.interval_s)
 
     def unhealthy(self, name: str) -> list[float]:
@@ -231,9 +236,16 @@ class HealthSampler:
         """The latest status of ``name``."""
         return [status for _, n, status in self.samples if n == name][-1]
 
+    def refused_after(self, at: float) -> list[str]:
+        """The samples after ``at`` that were not 200, each with what was answered: a 503's
+        body names the worker down and its error; ``None`` is no answer within 2 s."""
+        return [f"{t:.1f} s {name} {answer}" for t, name, answer in self.refusals if t > at]
 
-async def _status(http: httpx.AsyncClient, service: Service) -> int | None:
+
+async def _status(http: httpx.AsyncClient, service: Service) -> tuple[int | None, str]:
+    """``/healthz``'s status and, unless 200, its body (or why there was no answer)."""
     try:
-        return (await http.get(f"{service.url}/healthz", timeout=2)).status_code
-    except httpx.HTTPError:
-        return None
+        response = await http.get(f"{service.url}/healthz", timeout=2)
+    except httpx.HTTPError as error:
+        return None, repr(error)
+    return response.status_code, "" if response.status_code == 200 else response.text[:500]

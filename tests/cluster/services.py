@@ -34,6 +34,20 @@ CHANNELS = [f"cl{n:02d}" for n in range(12)]
 NAMES = ("ingest", "analytics", "orchestrator", "retro")
 
 
+def swap_with_replica(cluster: LocalCluster, master: str) -> str:
+    """``CLUSTER FAILOVER`` on the replica of ``master`` (no write lost: the old master
+    turns replica once the replica caught up); the promoted replica's address."""
+    victim = next(m for m in cluster.masters() if m.address == master)
+    replica = next(n for n in cluster.topology() if n.master_id == victim.node_id)
+    assert cluster.node(replica.address).ask("CLUSTER", "FAILOVER") in ("OK", "True")
+    deadline = time.monotonic() + 30
+    while replica.address not in [m.address for m in cluster.masters()]:
+        assert time.monotonic() < deadline, f"{replica.address} was not promoted"
+        time.sleep(0.05)
+    cluster.wait_ready()
+    return replica.address
+
+
 def environment(cluster: LocalCluster, tmp_path: Path) -> dict[str, str]:
     """Settings of all four services: the cluster, the channels, a fast simulator."""
     return {

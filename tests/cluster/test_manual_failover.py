@@ -5,7 +5,6 @@ get ``UNBLOCKED``, and the donation tail rides it out like a lost connection."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,22 +20,9 @@ from shared.keys import Stream
 from shared.publisher import Publisher
 from shared.redis_client import connect_cluster
 from shared.redis_cluster_server import LocalCluster
+from tests.cluster.services import swap_with_replica
 
 CHANNEL = "demo"
-
-
-def fail_over_manually(cluster: LocalCluster, key: str) -> str:
-    """``CLUSTER FAILOVER`` on the replica of ``key``'s master; its address once promoted."""
-    slot = key_slot(key.encode())
-    master = next(m for m in cluster.masters() if any(a <= slot <= b for a, b in m.slots))
-    replica = next(n for n in cluster.topology() if n.master_id == master.node_id)
-    assert cluster.node(replica.address).ask("CLUSTER", "FAILOVER") in ("OK", "True")
-    deadline = time.monotonic() + 30
-    while replica.address not in [m.address for m in cluster.masters()]:
-        assert time.monotonic() < deadline, "the replica was not promoted"
-        time.sleep(0.05)
-    cluster.wait_ready()
-    return replica.address
 
 
 async def test_the_donation_tail_rides_out_a_manual_failover_and_pushes_the_next_donation(
@@ -59,7 +45,9 @@ async def test_the_donation_tail_rides_out_a_manual_failover_and_pushes_the_next
     stream = settings.keys.channel_stream(Stream.DONATION, CHANNEL)
     try:
         await asyncio.sleep(1.0)  # the tail is blocked in its XREAD on the master
-        await asyncio.to_thread(fail_over_manually, fresh_cluster, stream)
+        slot = key_slot(stream.encode())
+        master = next(m for m in fresh_cluster.masters() if any(a <= slot <= b for a, b in m.slots))
+        await asyncio.to_thread(swap_with_replica, fresh_cluster, master.address)
         donation = DonationEvent(
             id="after-failover",
             channel=CHANNEL,

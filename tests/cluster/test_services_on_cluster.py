@@ -42,6 +42,7 @@ from tests.cluster.services import (
     reference,
     start_services,
     state,
+    swap_with_replica,
     until,
 )
 
@@ -303,3 +304,34 @@ async def _all_healthy(services: dict[str, Service]) -> bool:
 
 async def _more_than(found: object, count: int) -> bool:
     return bool(await found > count)  # type: ignore[misc, operator]
+
+
+async def test_a_manual_failover_of_every_master_keeps_every_service_healthy(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """``CLUSTER FAILOVER`` (maintenance, or a failed master coming back) turns each old
+    master into a replica, which answers every read blocked on it with ``UNBLOCKED``:
+    no worker may die of it, so no health sample may be anything but 200."""
+    services = await start_services(fresh_cluster, tmp_path)
+    client = connect_cluster(fresh_cluster.url)
+    settings = probe_settings(fresh_cluster.url)
+    try:
+        await until(lambda: decided(client, CHANNELS[:3]), 60, "first decisions")
+        async with HealthSampler(services) as health:
+            for master in [m.address for m in fresh_cluster.masters()]:
+                await asyncio.to_thread(swap_with_replica, fresh_cluster, master)
+                await asyncio.sleep(1.0)
+            more = await applied(client, settings) + 200
+            await until(lambda: _more_than(applied(client, settings), more), 30, "applying")
+            await asyncio.sleep(2.0)
+        exits = {name: s.process.poll() for name, s in services.items()}
+        died = workers_died(services)
+    finally:
+        for service in services.values():
+            service.stop()
+        await client.aclose()
+
+    assert exits == dict.fromkeys(NAMES), "no service may exit during the failovers"
+    assert set(n for _, n, _ in health.samples) == set(NAMES)
+    assert not health.refused_after(0.0), (health.refused_after(0.0), died)
+    assert not died

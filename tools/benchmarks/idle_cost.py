@@ -124,7 +124,7 @@ def bench_idle_cost() -> str:
     reading = idle_on_fresh_redis()
     reclaim = sum(reading.per_command.get(name, 0.0) for name in RECLAIM_COMMANDS)
     rows = [
-        f"| `{name}` | {rate:.1f} |"
+        f"| `{name.replace('|', ' ').upper()}` | {rate:.1f} |"
         for name, rate in sorted(reading.per_command.items(), key=lambda item: -item[1])
         if name != "info"
     ]

@@ -89,6 +89,8 @@ def as_utc(moment: datetime) -> datetime:
     zone) and for one whose UTC form falls outside ``datetime``'s range (year 0001
     with a positive offset raises ``OverflowError`` in the standard library).
     """
+    if moment.tzinfo is UTC:
+        return moment  # already UTC (every parsed event's ts): nothing to convert
     if moment.tzinfo is None:
         raise TimestampError("timestamp has no timezone: use RFC 3339 with Z or an offset")
     try:

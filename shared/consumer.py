@@ -33,7 +33,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -454,8 +454,8 @@ class ConsumerRunner:
     def _count(self, deliveries: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         self.summary.handled += len(deliveries)
         self.summary.dead_lettered += len(dead)
-        for delivery in deliveries:
-            CONSUMED.labels(self.group, delivery.stream.value).inc()
+        for kind, count in Counter(d.stream.value for d in deliveries).items():
+            CONSUMED.labels(self.group, kind).inc(count)
         for letter in dead:
             DEAD_LETTERED.labels(self.group, self.keys.kind_of(letter.stream).value).inc()
 

@@ -66,6 +66,7 @@ class Keys:
     def __init__(self, prefix: str = "", partitions: Partitions | None = None) -> None:
         self.prefix = prefix
         self.partitions = partitions or Partitions()
+        self._streams: dict[str, tuple[int, str]] = {}  # parsed stream keys (valid ones only)
 
     def tag_of(self, channel: str) -> str:
         """The hash tag of ``channel``'s partition, e.g. ``{p07}``."""
@@ -110,13 +111,17 @@ class Keys:
     def _split_stream(self, stream_key: str) -> tuple[int, str]:
         """(partition, kind) of a stream key of this deployment, exactly as :meth:`stream`
         spells it; anything else (another prefix, a partition past ``PARTITIONS``, another
-        spelling of the tag) raises ``ValueError``."""
+        spelling of the tag) raises ``ValueError``. A key parsed once is remembered (at most
+        one per partition and kind): consumers ask for every entry they read."""
+        if (known := self._streams.get(stream_key)) is not None:
+            return known
         head = f"{self.prefix}{STREAM_PREFIX}"
         tag_part, _, kind = stream_key.removeprefix(head).partition(":")
         match = TAG_PATTERN.fullmatch(tag_part)
         if stream_key.startswith(head) and match is not None and kind in STREAM_KINDS:
             partition = int(match.group(1))
             if partition < self.partitions.count and self.stream(kind, partition) == stream_key:
+                self._streams[stream_key] = (partition, kind)
                 return partition, kind
         raise ValueError(
             f"{stream_key!r} is not a stream key of this deployment "

@@ -102,25 +102,22 @@ class PartitionLeaseKeeper:
     async def round(self) -> None:
         """Heartbeat, renew, give back the excess, take free partitions up to the fair share."""
         share = await self.leases.fair_share(self.count)
-        held = set(self._held)
-        for partition in sorted(held):
-            if not await self.leases.hold(partition):
-                held.discard(partition)
-                log.warning(
-                    "%s: lost partition %d's lease to another replica", self.group, partition
-                )
+        held = await self.leases.hold_many(sorted(self._held))  # one call per partition's slot
+        for partition in sorted(self._held - held):
+            log.warning("%s: lost partition %d's lease to another replica", self.group, partition)
         order = self._preference()
-        for partition in [p for p in reversed(order) if p in held][: max(0, len(held) - share)]:
-            held.discard(partition)  # stop working it before another replica takes it
+        excess = [p for p in reversed(order) if p in held][: max(0, len(held) - share)]
+        if excess:
+            held -= set(excess)  # stop working them before another replica takes them
             self._set_held(held)
-            await self.leases.release(partition)
-            self.given_back += 1
-        for partition in order:
-            if len(held) >= share:
-                break
-            if partition not in held and await self.leases.hold(partition):
-                held.add(partition)
-                self.taken += 1
+            await self.leases.release_many(excess)
+            self.given_back += len(excess)
+        free = [p for p in order if p not in held]
+        while len(held) < share and free:
+            tried, free = free[: share - len(held)], free[share - len(held) :]
+            taken = await self.leases.hold_many(tried)
+            held |= taken
+            self.taken += len(taken)
         if held != self._held:
             log.info(
                 "%s: %s holds %d of %d partitions (fair share %d)",
@@ -137,8 +134,7 @@ class PartitionLeaseKeeper:
         held = self.held_at_stop = sorted(self._held)
         self._set_held(set())
         with contextlib.suppress(*CONNECTION_ERRORS):
-            for partition in held:
-                await self.leases.release(partition)
+            await self.leases.release_many(held)
             await self.leases.leave()
 
     def _preference(self) -> list[int]:

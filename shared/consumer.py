@@ -209,7 +209,16 @@ class ConsumerRunner:
             log.warning(
                 "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
             )
+            return await self._retry_one_by_one(batch)
+        return len(batch.deliveries)
+
+    async def _retry_one_by_one(self, batch: _Batch) -> int:
+        """:meth:`_commit_one_by_one`; a commit of it the fence refuses (its dead letters
+        and acks, or a dead letter after the last attempt) drops the rest, to be read again."""
+        try:
             await self._commit_one_by_one(batch)
+        except WatchError as error:
+            return self._fenced(len(batch.deliveries) + len(batch.dead), error)
         return len(batch.deliveries)
 
     async def reclaim(self) -> int:

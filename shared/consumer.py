@@ -52,7 +52,7 @@ from shared.consumer_errors import (
     is_noscript,
     is_transient,
 )
-from shared.consumer_metrics import CONSUMED, DEAD_LETTERED, RunSummary, update_lag
+from shared.consumer_metrics import CONSUMED, DEAD_LETTERED, RunSummary, record_lag
 from shared.events import (
     DeadLetter,
     Event,
@@ -62,6 +62,7 @@ from shared.events import (
     parse_fields,
 )
 from shared.keys import EVENT_STREAMS, Stream
+from shared.reclaim import claim, forget, forgettable, read_round
 from shared.reconnect import until_connected
 from shared.settings import ConsumerSettings
 
@@ -141,7 +142,10 @@ class ConsumerRunner:
         self.failures = self.keys.consumer_failures(group, partition)
         self.summary = RunSummary()
         self._reread_pending = True
-        self._next_reclaim = 0.0
+        self._next_reclaim = 0.0  # the first round at once
+        phase = self.keys.partitions.phase(partition)  # see _schedule_reclaim and _read
+        self._reclaim_offset_s = phase * settings.consumer_reclaim_interval_s
+        self._read_offset_ms = round(phase * settings.consumer_block_ms)
         self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
@@ -205,54 +209,72 @@ class ConsumerRunner:
             log.warning(
                 "%s: batch of %d failed (%s); retrying one by one", self.group, len(entries), error
             )
+            return await self._retry_one_by_one(batch)
+        return len(batch.deliveries)
+
+    async def _retry_one_by_one(self, batch: _Batch) -> int:
+        """:meth:`_commit_one_by_one`; a commit of it the fence refuses (its dead letters
+        and acks, or a dead letter after the last attempt) drops the rest, to be read again."""
+        try:
             await self._commit_one_by_one(batch)
+        except WatchError as error:
+            return self._fenced(len(batch.deliveries) + len(batch.dead), error)
         return len(batch.deliveries)
 
     async def reclaim(self) -> int:
-        """Take over entries idle longer than ``claim_min_idle_ms`` in other consumers' hands."""
-        self._next_reclaim = time.monotonic() + self.settings.consumer_reclaim_interval_s
+        """One reclaim round (:mod:`shared.reclaim`); the number of entries taken over.
+
+        Takes over entries idle longer than ``claim_min_idle_ms`` in other consumers'
+        hands (and handles them), forgets consumers idle longer than
+        ``forget_idle_ms`` with nothing pending, and sets the lag gauge. One round
+        trip reads all of it for every stream; claiming and forgetting cost one
+        more each, only when there is something to claim or forget.
+        """
+        self._schedule_reclaim()
+        states = await read_round(
+            self.redis,
+            self.streams,
+            self.group,
+            count=self.settings.consumer_batch_size,
+            min_idle_ms=self.settings.consumer_claim_min_idle_ms,
+        )
+        for state in states:
+            record_lag(self.group, self.keys.kind_of(state.stream), self.partition, state)
+        consumers = {state.stream: state.consumers for state in states}
+        stale = {
+            state.stream: theirs for state in states if (theirs := state.theirs(self.consumer))
+        }
         claimed = 0
-        for stream in self.streams:
-            claimed += await self._reclaim_stream(stream)
-            await self._forget_idle_consumers(stream)
-        await self._update_lag()
+        if stale:
+            taken, consumers_after = await claim(
+                self.redis,
+                self.group,
+                self.consumer,
+                self.settings.consumer_claim_min_idle_ms,
+                stale,
+                self._fence_of,
+            )
+            consumers |= consumers_after
+            for stream, entries in taken.items():
+                claimed += await self._handle_claimed(stream, entries)
+        await self._forget_idle_consumers(consumers)
         return claimed
 
-    async def _forget_idle_consumers(self, stream: str) -> None:
-        """Remove consumers long gone (idle, nothing pending), so the group stays readable."""
-        for info in await self.redis.xinfo_consumers(stream, self.group):
-            name, idle_ms = info["name"], info["idle"]
-            if name == self.consumer or info["pending"]:
-                continue
-            if idle_ms > self.settings.consumer_forget_idle_ms:
-                await self.redis.xgroup_delconsumer(stream, self.group, name)
-                await self.redis.delete(self.keys.consumer_fence(self.group, name, self.partition))
-                log.info(
-                    "%s: forgot consumer %s on %s (idle %d s)",
-                    self.group,
-                    name,
-                    stream,
-                    idle_ms // 1000,
-                )
+    def _schedule_reclaim(self) -> None:
+        """The next round in one interval; the second one later by the partition's phase.
 
-    async def _reclaim_stream(self, stream: str) -> int:
-        stale: list[dict[str, Any]] = await self.redis.xpending_range(
-            stream,
-            self.group,
-            min="-",
-            max="+",
-            count=self.settings.consumer_batch_size,
-            idle=self.settings.consumer_claim_min_idle_ms,
+        The runners of a process start together: without the offset all of them would
+        run every round in the same instant, competing with the event path.
+        """
+        self._next_reclaim = (
+            time.monotonic() + self.settings.consumer_reclaim_interval_s + self._reclaim_offset_s
         )
-        theirs = [entry for entry in stale if entry["consumer"] != self.consumer]
-        if not theirs:
-            return 0
-        for owner in {entry["consumer"] for entry in theirs}:
-            await self.redis.incr(self.keys.consumer_fence(self.group, owner, self.partition))
-        ids = [entry["message_id"] for entry in theirs]
-        taken: list[Any] = await self.redis.xclaim(
-            stream, self.group, self.consumer, self.settings.consumer_claim_min_idle_ms, ids
-        )
+        self._reclaim_offset_s = 0.0
+
+    def _fence_of(self, consumer: str) -> str:
+        return self.keys.consumer_fence(self.group, consumer, self.partition)
+
+    async def _handle_claimed(self, stream: str, taken: list[Any]) -> int:
         log.warning(
             "%s: took over %d stale entries of %s from dead consumers",
             self.group,
@@ -263,6 +285,28 @@ class ConsumerRunner:
         await self.process([(stream, entry_id, fields) for entry_id, fields in taken])
         return len(taken)
 
+    async def _forget_idle_consumers(self, consumers: dict[str, list[dict[str, Any]]]) -> None:
+        """Remove consumers long gone (idle, nothing pending), so the group stays readable."""
+        idle_ms = self.settings.consumer_forget_idle_ms
+        gone = [
+            (stream, info)
+            for stream, infos in consumers.items()
+            for info in forgettable(infos, self.consumer, idle_ms)
+        ]
+        if not gone:
+            return
+        await forget(
+            self.redis, self.group, [(s, info["name"]) for s, info in gone], self._fence_of
+        )
+        for stream, info in gone:
+            log.info(
+                "%s: forgot consumer %s on %s (idle %d s)",
+                self.group,
+                info["name"],
+                stream,
+                info["idle"] // 1000,
+            )
+
     async def _read(self, *, pending: bool) -> list[Any]:
         start = "0" if pending else ">"
         read: Awaitable[Any] = self.redis.xreadgroup(
@@ -270,13 +314,23 @@ class ConsumerRunner:
             self.consumer,
             dict.fromkeys(self.streams, start),
             count=self.settings.consumer_batch_size,
-            block=None if pending else self.settings.consumer_block_ms,
+            block=None if pending else self._block_ms(),
         )
         if pending or self._stop is None:
             response = await read
         else:
             response = await _unless_stopped(read, self._stop)
         return list(response or [])
+
+    def _block_ms(self) -> int:
+        """``consumer_block_ms``; the first blocking read longer by the partition's phase.
+
+        An idle runner's steps follow its blocking reads, which time out together for
+        runners started together: the offset spreads their reads (and the reclaim
+        rounds that start the steps) over the block time instead.
+        """
+        block_ms, self._read_offset_ms = self.settings.consumer_block_ms + self._read_offset_ms, 0
+        return block_ms
 
     def _sort(self, entries: Sequence[tuple[str, str, Any]]) -> _Batch:
         batch = _Batch()
@@ -413,9 +467,6 @@ class ConsumerRunner:
             CONSUMED.labels(self.group, kind).inc(count)
         for letter in dead:
             DEAD_LETTERED.labels(self.group, self.keys.kind_of(letter.stream).value).inc()
-
-    async def _update_lag(self) -> None:
-        await update_lag(self.redis, self.group, self.streams, self.keys, self.partition)
 
     async def _until_connected(self, stop: asyncio.Event, action: Any) -> None:
         """Run ``action`` once, retrying with capped backoff while Redis is unreachable."""

@@ -9,6 +9,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from shared.redis_client import CONNECTION_ERRORS
 
+PIPELINE_ERROR_MARK = "of pipeline caused error: "
+"""What redis-py writes before the server's reply in the error of a pipelined command."""
+
 
 class ScriptMissing(ConnectionError):
     """A node answered NOSCRIPT: transient, so the runner backs off and reads its
@@ -37,7 +40,16 @@ def is_noscript(error: Exception) -> bool:
 
 
 def is_nogroup(error: Exception) -> bool:
-    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
+    """NOGROUP, whether a command sent alone or one in a pipeline met it (redis-py then
+    prefixes the reply with ``Command # N (...) of pipeline caused error:``)."""
+    return isinstance(error, ResponseError) and server_reply(error).startswith("NOGROUP")
+
+
+def server_reply(error: ResponseError) -> str:
+    """The server's error reply, without the prefix redis-py adds to a pipeline's errors."""
+    text = str(error)
+    _, annotated, reply = text.partition(PIPELINE_ERROR_MARK)
+    return reply if annotated else text
 
 
 def group_missing(error: ResponseError, group: str) -> ConsumerGroupMissing:

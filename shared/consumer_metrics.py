@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
 
-from shared.keys import Keys
+from shared.keys import Stream
+from shared.reclaim import StreamState
 
 CONSUMED = Counter(
     "streamloop_events_consumed_total", "Entries handled and acked.", ["group", "stream"]
@@ -24,26 +24,33 @@ LAG = Gauge(
 )
 
 
-async def update_lag(
-    redis: Redis, group: str, streams: list[str], keys: Keys, partition: int
-) -> None:
-    """The LAG gauge from XINFO GROUPS; 0 when nothing follows the last delivered id.
+def record_lag(group: str, kind: Stream, partition: int, state: StreamState) -> None:
+    """Set the LAG gauge of one stream from what a reclaim round read of it.
 
+    ``lag`` comes from XINFO GROUPS, 0 when no entry follows the last delivered id.
     Redis estimates ``lag`` from counters, and after a Redis Cluster failover the
     promoted replica's estimate stayed off (22 with nothing left to read, measured
     on 7.0): the gauge would show a stuck consumer. An entry after
-    ``last-delivered-id`` is what lag really means, so its absence wins.
+    ``last-delivered-id`` is what lag really means, so its absence (the stream's
+    newest entry is not after it) wins. Nothing is set when Redis gives no estimate.
     """
-    for stream in streams:
-        for info in await redis.xinfo_groups(stream):
-            if info.get("name") == group and info.get("lag") is not None:
-                lag = info["lag"]
-                if lag and not await redis.xrange(
-                    stream, f"({info['last-delivered-id']}", "+", count=1
-                ):
-                    lag = 0
-                kind = keys.kind_of(stream).value
-                LAG.labels(group, kind, str(partition)).set(lag)
+    info = state.group
+    if info is None or info.get("lag") is None:
+        return
+    lag = info["lag"]
+    if lag and not _after(state.newest_id, info["last-delivered-id"]):
+        lag = 0
+    LAG.labels(group, kind.value, str(partition)).set(lag)
+
+
+def _after(entry_id: str | None, other: str) -> bool:
+    """Whether stream entry id ``entry_id`` (None: no entry) comes after ``other``."""
+    return entry_id is not None and _id_key(entry_id) > _id_key(other)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 @dataclass

@@ -60,6 +60,14 @@ class Partitions:
         """Every partition, in order."""
         return range(self.count)
 
+    def phase(self, partition: int) -> float:
+        """``partition``'s share of a cycle, in ``[0, 1)``, the same in every process.
+
+        Periodic work started for every partition at once (a consumer runner each)
+        shifts its cycle by this share, so 64 runners do not all act in the same instant.
+        """
+        return (partition % self.count) / self.count
+
     def channels_by_partition(self, channels: list[str]) -> dict[int, list[str]]:
         """``channels`` grouped by partition (only partitions holding one appear)."""
         grouped: dict[int, list[str]] = {}

@@ -13,9 +13,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
-    ClusterDownError,
+    ClusterError,
+    ReadOnlyError,
     RedisClusterUnreachableError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -29,21 +32,82 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     RedisTimeoutError,
     ConnectionError,
     OSError,
-    ClusterDownError,
+    ClusterError,
+    AskError,
     TryAgainError,
     SlotNotCoveredError,
     RedisClusterUnreachableError,
+    ReadOnlyError,
 )
 """Errors that mean "Redis is unreachable right now": back off and retry.
 
+Every worker's retry loop (and ``/healthz``) catches exactly these, so a failover
+costs a pause, never a dead worker or a good entry counted as a handler failure.
+
 redis-py's ``AuthenticationError`` (wrong or missing password) is a ``ConnectionError``
-too, so it is caught here as well: the error's text says which it is. The cluster
-errors are what a Redis Cluster answers while a master fails over: ``CLUSTERDOWN``
-(``ClusterDownError``, and ``MASTERDOWN``, its subclass) from every node until a
-replica is promoted, ``TRYAGAIN`` during a resharding, and redis-py's own
-``SlotNotCoveredError`` / ``RedisClusterUnreachableError`` once its retries ran out.
-They are ``ResponseError``s or plain exceptions, so without this a consumer would
-count a failover as a handler failure and dead-letter good entries."""
+too, so it is caught here as well: the error's text says which it is. The rest is
+what a failover answers, on a cluster or a single server:
+
+* ``ClusterError``: ``CLUSTERDOWN`` from every node until a replica is promoted
+  (``ClusterDownError``, and ``MASTERDOWN``, its subclass), and redis-py's own
+  "TTL exhausted" once a command was redirected 16 times while the slots move;
+* ``AskError``: a ``MOVED`` / ``ASK`` redirection left over once redis-py's retries
+  ran out (a transaction retries redirections only five times);
+* ``TryAgainError``: ``TRYAGAIN`` during a resharding;
+* ``SlotNotCoveredError`` / ``RedisClusterUnreachableError``: redis-py found no node
+  for a slot, or none at all, after its retries;
+* ``ReadOnlyError``: a write reached a master just turned replica (a single server
+  behind a failover-managed address);
+* :class:`RoleChanged` (a ``ConnectionError``): a blocking read cut short because its
+  server turned replica (``UNBLOCKED``), as in a manual ``CLUSTER FAILOVER`` or when
+  a failed master comes back; the clients :func:`connect` and :func:`connect_cluster`
+  return raise it.
+
+The cluster errors are ``ResponseError``s or plain exceptions, so without this a
+consumer would count a failover as a handler failure and dead-letter good entries,
+and a blocking reader would die and take its service's health down with it."""
+
+
+class RoleChanged(RedisConnectionError):
+    """The server answered a blocking command with ``UNBLOCKED``: it changed role (a
+    master turned replica in a failover) or an operator unblocked the client.
+
+    Nothing is wrong with the command: sent again, it reaches the current master (a
+    cluster client follows the ``MOVED`` it then gets). A ``ConnectionError``, like
+    redis-py's ``BusyLoadingError`` for ``LOADING``, so every retry loop rides it out.
+    """
+
+
+def is_unblocked(error: ResponseError) -> bool:
+    """Whether ``error`` is the server's ``UNBLOCKED`` reply to a blocking command."""
+    return str(error).startswith("UNBLOCKED")
+
+
+class StreamloopRedis(Redis):
+    """redis-py's client, raising :class:`RoleChanged` for an ``UNBLOCKED`` reply."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command (see :class:`RoleChanged`)."""
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except ResponseError as error:
+            if not is_unblocked(error):
+                raise
+            raise RoleChanged(str(error)) from error
+
+
+class StreamloopRedisCluster(RedisCluster):
+    """redis-py's cluster client, raising :class:`RoleChanged` for an ``UNBLOCKED`` reply."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one command (see :class:`RoleChanged`)."""
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except ResponseError as error:
+            if not is_unblocked(error):
+                raise
+            raise RoleChanged(str(error)) from error
+
 
 T = TypeVar("T")
 
@@ -81,7 +145,7 @@ def connect(url: str, *, socket_timeout_s: float = 10.0, max_connections: int = 
     options go in the URL's query (``?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required``)
     and reach the connection unchanged.
     """
-    return Redis.from_url(
+    return StreamloopRedis.from_url(
         url,
         **_client_options(socket_timeout_s),
         max_connections=max_connections,
@@ -115,7 +179,7 @@ def connect_cluster(
     longer than the retries (production's ``cluster-node-timeout`` is 15 s) surfaces
     as one of :data:`CONNECTION_ERRORS`, which every worker already backs off on.
     """
-    return RedisCluster.from_url(
+    return StreamloopRedisCluster.from_url(
         url,
         **_client_options(socket_timeout_s),
         max_connections=max_connections,

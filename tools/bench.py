@@ -21,6 +21,7 @@ import tools.benchmarks.analytics_fanout as analytics_fanout
 import tools.benchmarks.analytics_latency as analytics_latency
 import tools.benchmarks.harness as harness
 import tools.benchmarks.history as history
+import tools.benchmarks.idle_cost as idle_cost
 import tools.benchmarks.publisher as publisher
 import tools.benchmarks.scale as scale
 import tools.benchmarks.slow_clients as slow_clients
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[], str]] = {
     "orchestrator-claude": bench_claude.bench_claude,
     "learning": bench_learning,
     "history": history.bench_history,
+    "idle-cost": idle_cost.bench_idle_cost,
     "scale": scale.bench_scale,
 }
 

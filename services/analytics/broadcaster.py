@@ -158,11 +158,17 @@ class Broadcaster:
                 readers.create_task(self._tail_donations(stream, stop))
 
     async def _tail_donations(self, stream: str, stop: asyncio.Event) -> None:
-        """Tail ``stream`` from its end and push each donation as it lands."""
+        """Tail ``stream`` from its end and push each donation as it lands.
+
+        Where it started is kept across an outage, so a donation that lands while
+        Redis is away (or before the first read) is pushed when it is back.
+        """
         last_id: str | None = None
         while not stop.is_set():
             try:
-                last_id = await self._push_new(stream, last_id or await self._last_id(stream))
+                if last_id is None:
+                    last_id = await self._last_id(stream)
+                last_id = await self._push_new(stream, last_id)
             except CONNECTION_ERRORS as error:
                 log.warning("donation tail paused, Redis unreachable: %s", error)
                 await wait_or_stop(stop, 1.0)

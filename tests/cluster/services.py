@@ -34,6 +34,20 @@ CHANNELS = [f"cl{n:02d}" for n in range(12)]
 NAMES = ("ingest", "analytics", "orchestrator", "retro")
 
 
+def swap_with_replica(cluster: LocalCluster, master: str) -> str:
+    """``CLUSTER FAILOVER`` on the replica of ``master`` (no write lost: the old master
+    turns replica once the replica caught up); the promoted replica's address."""
+    victim = next(m for m in cluster.masters() if m.address == master)
+    replica = next(n for n in cluster.topology() if n.master_id == victim.node_id)
+    assert cluster.node(replica.address).ask("CLUSTER", "FAILOVER") in ("OK", "True")
+    deadline = time.monotonic() + 30
+    while replica.address not in [m.address for m in cluster.masters()]:
+        assert time.monotonic() < deadline, f"{replica.address} was not promoted"
+        time.sleep(0.05)
+    cluster.wait_ready()
+    return replica.address
+
+
 def environment(cluster: LocalCluster, tmp_path: Path) -> dict[str, str]:
     """Settings of all four services: the cluster, the channels, a fast simulator."""
     return {
@@ -202,6 +216,8 @@ class HealthSampler:
         self.services = services
         self.interval_s = interval_s
         self.samples: list[tuple[float, str, int | None]] = []
+        self.refusals: list[tuple[float, str, str]] = []
+        """Every sample that was not 200: when, whose, and what it answered (body or error)."""
         self.began = time.monotonic()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -220,7 +236,10 @@ class HealthSampler:
             while not self._stop.is_set():
                 now = time.monotonic() - self.began
                 for name, service in self.services.items():
-                    self.samples.append((now, name, await _status(http, service)))
+                    status, answer = await _status(http, service)
+                    self.samples.append((now, name, status))
+                    if status != 200:
+                        self.refusals.append((now, name, f"{status}: {answer}"))
                 await asyncio.sleep(self.interval_s)
 
     def unhealthy(self, name: str) -> list[float]:
@@ -231,9 +250,16 @@ class HealthSampler:
         """The latest status of ``name``."""
         return [status for _, n, status in self.samples if n == name][-1]
 
+    def refused_after(self, at: float) -> list[str]:
+        """The samples after ``at`` that were not 200, each with what was answered: a 503's
+        body names the worker down and its error; ``None`` is no answer within 2 s."""
+        return [f"{t:.1f} s {name} {answer}" for t, name, answer in self.refusals if t > at]
 
-async def _status(http: httpx.AsyncClient, service: Service) -> int | None:
+
+async def _status(http: httpx.AsyncClient, service: Service) -> tuple[int | None, str]:
+    """``/healthz``'s status and, unless 200, its body (or why there was no answer)."""
     try:
-        return (await http.get(f"{service.url}/healthz", timeout=2)).status_code
-    except httpx.HTTPError:
-        return None
+        response = await http.get(f"{service.url}/healthz", timeout=2)
+    except httpx.HTTPError as error:
+        return None, repr(error)
+    return response.status_code, "" if response.status_code == 200 else response.text[:500]

@@ -1,4 +1,5 @@
-"""The runner under real faults: SIGKILL at random instants, and a Redis server restart."""
+"""The runner under real faults: SIGKILL at random instants, a Redis server restart, a fence
+that keeps moving."""
 
 from __future__ import annotations
 
@@ -100,3 +101,51 @@ async def test_runner_reconnects_after_a_redis_restart_and_counts_everything_onc
         await asyncio.wait_for(task, timeout=5)
         await client.aclose()
         server.close()
+
+
+async def test_a_fence_moving_while_a_failed_batch_is_retried_one_by_one_is_a_refused_commit(
+    redis: Redis, key_prefix: str, make_settings
+) -> None:
+    """A poison entry fails its batch, so the runner commits entry by entry; meanwhile the
+    fence keeps moving (as when another consumer claims, or a cluster connection drops
+    while watching). Each refused commit is dropped and read again, never a dead runner:
+    once the fence rests, everything is counted once and the poison is dead-lettered."""
+    settings = make_settings(
+        ConsumerSettings, consumer_name="c1", consumer_block_ms=20, consumer_max_attempts=2
+    )
+    counts = f"{key_prefix}counts"
+    runner = ConsumerRunner(
+        redis,
+        settings,
+        "g",
+        CountingHandler(counts, poison_id="c50"),
+        [Stream.CHAT],
+        partition=settings.partitioning.of("demo"),
+    )
+    await Publisher(redis, settings).publish_many(chats(200))
+    stop, moving = asyncio.Event(), asyncio.Event()
+
+    async def move_the_fence() -> None:
+        while not moving.is_set():
+            await redis.incr(runner.fence)
+
+    hammer = asyncio.create_task(move_the_fence())
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.sleep(2.0)
+        moving.set()
+        await hammer
+        async with asyncio.timeout(15):
+            while await redis.hlen(counts) < 199 or not await redis.xlen(
+                settings.keys.channel_dead("demo")
+            ):
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.05)
+        assert runner.summary.fenced_batches > 0, "the fence never refused a commit"
+        assert set(await redis.hvals(counts)) == {"1"}
+        [(_, letter)] = await redis.xrange(settings.keys.channel_dead("demo"))
+        assert "c50" in letter["raw"]
+    finally:
+        moving.set()
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)

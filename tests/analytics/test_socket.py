@@ -109,6 +109,13 @@ class TestSnapshotAndBroadcast:
         }
 
 
+async def applied(redis: Redis, settings, channel: str, events: int) -> None:
+    """Wait until the consumer has applied ``events`` of ``channel`` (its version)."""
+    async with asyncio.timeout(15):
+        while int(await redis.get(settings.keys.analytics(channel).version) or 0) < events:
+            await asyncio.sleep(0.02)
+
+
 class TestDonations:
     async def test_donation_then_revenue_point_are_pushed_with_the_exact_keys(
         self, server, redis: Redis, settings
@@ -122,7 +129,7 @@ class TestDonations:
         )
         async with websockets.connect(ws_url(base, "channel=demo")) as ws:
             await next_of(ws, "metrics_update")
-            await asyncio.sleep(0.3)  # let the consumer record the first donation
+            await applied(redis, settings, "demo", events=1)  # the first donation is counted
             await publisher.publish(
                 BitsEvent(
                     id="b9",

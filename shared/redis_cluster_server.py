@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -163,6 +164,16 @@ class ClusterNode:
         finally:
             client.close()
 
+    def replication(self) -> dict[str, Any]:
+        """``INFO replication`` of this node, parsed (empty when it does not answer)."""
+        client = self.client()
+        try:
+            return dict(client.info("replication"))
+        except (redis.exceptions.RedisError, OSError):
+            return {}
+        finally:
+            client.close()
+
     def kill(self) -> None:
         """SIGKILL the process, as a crash would."""
         if self._process is not None and self._process.poll() is None:
@@ -275,13 +286,24 @@ class LocalCluster:
         return len(views) == 1 and len(next(iter(views))) == self.masters_wanted
 
     def _links_up(self) -> bool:
-        for node in self.nodes:
-            if not node.running:
+        """Every running node but the masters is a replica in sync with its master.
+
+        Counted, not just checked where a node already is a replica: right after
+        ``redis-cli --cluster create`` every node still says ``role:master`` (the
+        replicas are attached moments later and then make their first full sync), and
+        a master killed before its replica synced leaves its slots to a replica
+        without the data.
+        """
+        running = [node for node in self.nodes if node.running]
+        synced = 0
+        for node in running:
+            info = node.replication()
+            if info.get("role") != "slave":
                 continue
-            info = node.ask("INFO", "replication") or ""
-            if "role:slave" in info and "master_link_status:up" not in info:
+            if info.get("master_link_status") != "up" or info.get("master_sync_in_progress"):
                 return False
-        return True
+            synced += 1
+        return synced == len(running) - self.masters_wanted
 
     def _masters_seen_by(self, node: ClusterNode) -> list[ClusterNodeInfo]:
         seen = self.topology(node, timeout_s=0)

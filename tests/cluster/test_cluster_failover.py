@@ -26,6 +26,18 @@ def test_the_cluster_has_three_masters_covering_every_slot_each_with_a_replica(
     assert sorted(r.master_id for r in replicas) == sorted(m.node_id for m in masters)
 
 
+def test_a_started_cluster_has_every_replica_in_sync_before_anyone_writes(
+    fresh_cluster: LocalCluster,
+) -> None:
+    """Right after ``redis-cli --cluster create`` every node is still a master; a test that
+    writes, then kills a master before its replica synced, loses the master's slots' data."""
+    replication = [node.replication() for node in fresh_cluster.nodes]
+    replicas = [info for info in replication if info.get("role") == "slave"]
+    assert len(replicas) == 3
+    assert all(info["master_link_status"] == "up" for info in replicas)
+    assert not any(info["master_sync_in_progress"] for info in replicas)
+
+
 async def test_a_killed_master_is_replaced_by_its_replica_and_no_acknowledged_write_is_lost(
     fresh_cluster: LocalCluster,
 ) -> None:

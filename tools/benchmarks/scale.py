@@ -1,10 +1,11 @@
 """``make bench`` section ``scale``: one and two analytics replicas, orchestrator channels.
 
-Analytics: ``python -m services.analytics`` processes (1 or 2) over pre-published
-events of 100, 1,000 and 5,000 channels on 64 partitions. With two replicas the
-partition leases are handed out before they start (even partitions to one, odd to
-the other, both in the heartbeat set), so both work from their first second
-instead of one taking everything and giving half back. Timed from the first event
+Analytics: ``python -m services.analytics`` processes (1 or 2) over events of 100,
+1,000 and 5,000 channels on 64 partitions. The partition leases are handed out before
+the replicas start (partition p to replica p mod n, every replica in the heartbeat
+set), and the events are published once every replica is healthy and works its
+partitions: a replica that started first does not drain its share before the other
+is up (which measured one replica's rate as the pair's). Timed from the first event
 any replica acks (its ``/metrics``, polled every 50 ms) until every event is acked;
 CPU of each replica and of redis-server over that span. Then the figures rounds
 (``streamloop_figures_round_seconds``, the broadcaster's own histogram, and
@@ -43,6 +44,7 @@ from tools.benchmarks.scale_orchestrator import (
     measure_orchestrator,
     orchestrator_rows,
 )
+from tools.health import wait_healthy
 
 SCALE_CHANNELS = (100, 1_000, 5_000)
 SCALE_EVENTS = 60_000
@@ -51,6 +53,7 @@ FIGURES_ROUNDS = 3
 LIVE_TICK_S = 0.5
 LIVE_RATE_CAP = 4_000
 CONSUMED = "streamloop_events_consumed_total"
+HELD = "streamloop_partitions_held"
 ROUND = "streamloop_figures_round_seconds"
 OUTCOMES = "streamloop_figures_channels_total"
 SPEEDUP_AIM = 1.7
@@ -238,11 +241,8 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
     try:
         await redis.flushdb()
         events = event_mix(SCALE_EVENTS, names)
-        result = await Publisher(redis, settings, batch_size=1000).publish_many(events)
-        assert result.published == len(events), result
         replica_names = [f"scale-{n}" for n in range(replicas)]
-        if replicas > 1:
-            await assign_leases(redis, settings, replica_names)
+        await assign_leases(redis, settings, replica_names)
         ports = [free_port() for _ in replica_names]
         command = [sys.executable, "-m", "services.analytics"]
         async with contextlib.AsyncExitStack() as stack:
@@ -252,6 +252,9 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
                 )
                 for port, name in zip(ports, replica_names, strict=True)
             ]
+            await all_ready(children, ports, settings.partitioning.count // replicas)
+            result = await Publisher(redis, settings, batch_size=1000).publish_many(events)
+            assert result.published == len(events), result
             run = await time_run(redis, children, ports, count, len(events))
             loaded, published = await loaded_rounds(redis, settings, names, children, ports)
             await until_acked(ports, len(events) + published)
@@ -260,6 +263,24 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
     finally:
         await redis.flushdb()
         await redis.aclose()
+
+
+async def all_ready(children: list[Child], ports: list[int], partitions_each: int) -> None:
+    """Wait until every replica is healthy and works its share of the partitions, so all
+    of them are waiting on their streams when the events are published."""
+    for process, port in zip(children, ports, strict=True):
+        await wait_healthy(f"http://127.0.0.1:{port}", name="analytics", process=process.process)
+    deadline = time.monotonic() + 60
+    while any([await held(port) < partitions_each for port in ports]):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replicas did not take {partitions_each} partitions each in 60 s")
+        await asyncio.sleep(0.05)
+
+
+async def held(port: int) -> float:
+    """Partitions a replica works now (its ``streamloop_partitions_held``)."""
+    metrics = await scrape(f"http://127.0.0.1:{port}")
+    return metrics.get(f'{HELD}{{group="{GROUP}"}}', 0.0)
 
 
 async def time_run(
@@ -338,12 +359,14 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
     ratios = ", ".join(f"{x:.2f}x" for x in speedups)
     counts = ", ".join(f"{c:,}" for c in SCALE_CHANNELS)
     return [
-        f"`python -m services.analytics` processes over {SCALE_EVENTS:,} pre-published events "
+        f"`python -m services.analytics` processes over {SCALE_EVENTS:,} events "
         "(the `analytics-consume` mix, spread over the channels), 64 partitions, default "
-        f"batch size; `BROADCAST_INTERVAL_S={BROADCAST_S:g}`. Two replicas: partition leases "
-        "handed out before start (even / odd partitions), so both work from the first second. "
-        "Timed from the first ack (any replica's `/metrics`, polled every 50 ms) until all are "
-        "acked. Figures rounds (`streamloop_figures_round_seconds`; channels from "
+        f"batch size; `BROADCAST_INTERVAL_S={BROADCAST_S:g}`. Partition leases handed out "
+        "before start (partition p to replica p mod n); the events are published (1,000 a "
+        "script call) once every replica is healthy and works its partitions, so all of them "
+        "wait on their streams when the events land. Timed from the first ack (any replica's "
+        "`/metrics`, polled every 50 ms) until all are acked. Figures rounds "
+        "(`streamloop_figures_round_seconds`; channels from "
         "`streamloop_figures_channels_total`): mean of "
         f"{FIGURES_ROUNDS} rounds per replica, **loaded** while the benchmark publishes a chat "
         f"message to every channel every {LIVE_TICK_S:g} s (at most {LIVE_RATE_CAP:,} events "

@@ -1,11 +1,12 @@
 """``make bench`` section ``scale``: one and two analytics replicas, orchestrator channels.
 
-Analytics: ``python -m services.analytics`` processes (1 or 2) over events of 100,
-1,000 and 5,000 channels on 64 partitions. The partition leases are handed out before
-the replicas start (partition p to replica p mod n, every replica in the heartbeat
-set), and the events are published once every replica is healthy and works its
-partitions: a replica that started first does not drain its share before the other
-is up (which measured one replica's rate as the pair's). Timed from the first event
+Analytics: ``python -m services.analytics`` processes (1 or 2) over pre-published
+events of 100, 1,000 and 5,000 channels on 64 partitions. Every partition lease is
+parked on a placeholder while the replicas start; once all are healthy the leases are
+handed over in one pipeline (partition p to replica p mod n, every replica in the
+heartbeat set), and each finds its share at its next lease round (0.5 s): a replica
+that started first does not drain its share alone before the other is up (which
+measured one replica's rate as the pair's). Timed from the first event
 any replica acks (its ``/metrics``, polled every 50 ms) until every event is acked;
 CPU of each replica and of redis-server over that span. Then the figures rounds
 (``streamloop_figures_round_seconds``, the broadcaster's own histogram, and
@@ -53,7 +54,11 @@ FIGURES_ROUNDS = 3
 LIVE_TICK_S = 0.5
 LIVE_RATE_CAP = 4_000
 CONSUMED = "streamloop_events_consumed_total"
-HELD = "streamloop_partitions_held"
+PARKED = "bench-parked"
+"""Holds every partition lease while the replicas start, so none reads before all are up."""
+LEASE_TTL_MS = 1_500
+"""The replicas' ``ANALYTICS_LEASE_TTL_MS``: they renew (and find the leases handed to them)
+every 0.5 s, so the last to find its share starts at most 0.5 s after the first."""
 ROUND = "streamloop_figures_round_seconds"
 OUTCOMES = "streamloop_figures_channels_total"
 SPEEDUP_AIM = 1.7
@@ -104,15 +109,20 @@ def settings_for(url: str, channels: list[str]) -> AnalyticsSettings:
     return AnalyticsSettings(_env_file=None, redis_url=url, channels=channels)
 
 
-async def assign_leases(redis: Redis, settings: AnalyticsSettings, names: list[str]) -> None:
-    """Partition ``p`` to ``names[p % len(names)]``, every name live in the heartbeat set."""
+async def assign_leases(
+    redis: Redis, settings: AnalyticsSettings, names: list[str], holders: list[str], ttl_ms: int
+) -> None:
+    """Partition ``p`` to ``holders[p % len(holders)]`` for ``ttl_ms``, every one of
+    ``names`` live in the heartbeat set; one pipeline."""
     keys = settings.keys
     now_s, now_us = await redis.time()
     now_ms = int(now_s) * 1000 + int(now_us) // 1000
-    await redis.zadd(keys.replicas(GROUP), dict.fromkeys(names, now_ms))
-    for partition in settings.partitioning.all():
-        owner = names[partition % len(names)]
-        await redis.set(keys.partition_lease(GROUP, partition), owner, px=60_000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.replicas(GROUP), dict.fromkeys(names, now_ms))
+        for partition in settings.partitioning.all():
+            owner = holders[partition % len(holders)]
+            pipe.set(keys.partition_lease(GROUP, partition), owner, px=ttl_ms)
+        await pipe.execute()
 
 
 def replica_env(url: str, port: int, channels: list[str], name: str) -> dict[str, str]:
@@ -121,6 +131,7 @@ def replica_env(url: str, port: int, channels: list[str], name: str) -> dict[str
         "CHANNELS": ",".join(channels),
         "CONSUMER_NAME": name,
         "BROADCAST_INTERVAL_S": str(BROADCAST_S),
+        "ANALYTICS_LEASE_TTL_MS": str(LEASE_TTL_MS),
         "REDIS_MAX_CONNECTIONS": "400",
     }
 
@@ -241,8 +252,10 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
     try:
         await redis.flushdb()
         events = event_mix(SCALE_EVENTS, names)
+        result = await Publisher(redis, settings, batch_size=1000).publish_many(events)
+        assert result.published == len(events), result
         replica_names = [f"scale-{n}" for n in range(replicas)]
-        await assign_leases(redis, settings, replica_names)
+        await assign_leases(redis, settings, replica_names, [PARKED], 120_000)
         ports = [free_port() for _ in replica_names]
         command = [sys.executable, "-m", "services.analytics"]
         async with contextlib.AsyncExitStack() as stack:
@@ -252,9 +265,10 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
                 )
                 for port, name in zip(ports, replica_names, strict=True)
             ]
-            await all_ready(children, ports, settings.partitioning.count // replicas)
-            result = await Publisher(redis, settings, batch_size=1000).publish_many(events)
-            assert result.published == len(events), result
+            for process, port in zip(children, ports, strict=True):
+                url_of = f"http://127.0.0.1:{port}"
+                await wait_healthy(url_of, name="analytics", process=process.process)
+            await assign_leases(redis, settings, replica_names, replica_names, LEASE_TTL_MS)
             run = await time_run(redis, children, ports, count, len(events))
             loaded, published = await loaded_rounds(redis, settings, names, children, ports)
             await until_acked(ports, len(events) + published)
@@ -263,24 +277,6 @@ async def analytics_run(url: str, count: int, replicas: int) -> AnalyticsRun:
     finally:
         await redis.flushdb()
         await redis.aclose()
-
-
-async def all_ready(children: list[Child], ports: list[int], partitions_each: int) -> None:
-    """Wait until every replica is healthy and works its share of the partitions, so all
-    of them are waiting on their streams when the events are published."""
-    for process, port in zip(children, ports, strict=True):
-        await wait_healthy(f"http://127.0.0.1:{port}", name="analytics", process=process.process)
-    deadline = time.monotonic() + 60
-    while any([await held(port) < partitions_each for port in ports]):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"replicas did not take {partitions_each} partitions each in 60 s")
-        await asyncio.sleep(0.05)
-
-
-async def held(port: int) -> float:
-    """Partitions a replica works now (its ``streamloop_partitions_held``)."""
-    metrics = await scrape(f"http://127.0.0.1:{port}")
-    return metrics.get(f'{HELD}{{group="{GROUP}"}}', 0.0)
 
 
 async def time_run(
@@ -361,10 +357,12 @@ def analytics_rows(runs: list[AnalyticsRun]) -> list[str]:
     return [
         f"`python -m services.analytics` processes over {SCALE_EVENTS:,} events "
         "(the `analytics-consume` mix, spread over the channels), 64 partitions, default "
-        f"batch size; `BROADCAST_INTERVAL_S={BROADCAST_S:g}`. Partition leases handed out "
-        "before start (partition p to replica p mod n); the events are published (1,000 a "
-        "script call) once every replica is healthy and works its partitions, so all of them "
-        "wait on their streams when the events land. Timed from the first ack (any replica's "
+        f"batch size; `BROADCAST_INTERVAL_S={BROADCAST_S:g}`. Events published before the "
+        "replicas start, every partition lease parked on a placeholder until all replicas are "
+        "healthy, then handed over in one pipeline (partition p to replica p mod n, "
+        f"`ANALYTICS_LEASE_TTL_MS={LEASE_TTL_MS}`: each finds its share within 0.5 s), so no "
+        "replica drains its share alone before the others are up. Timed from the first ack "
+        "(any replica's "
         "`/metrics`, polled every 50 ms) until all are acked. Figures rounds "
         "(`streamloop_figures_round_seconds`; channels from "
         "`streamloop_figures_channels_total`): mean of "

@@ -81,11 +81,18 @@ return {
 """
 )
 CAS_WRITE = """
--- KEYS: the metrics hash. ARGV: the snapshot's version, its fields as one JSON list
--- [field, value, ...] (one argument, not 34: packing them costs the client more).
+-- KEYS: the metrics hash, the channel's version counter. ARGV: the snapshot's version,
+-- its fields as one JSON list [field, value, ...] (one argument, not 34: packing them
+-- costs the client more).
+-- A newer snapshot's figures stay. A hash holding a version past the counter's is from
+-- raw state that expired (the counter started again): it is overwritten, and the hash
+-- expires with the counter from now on.
 local seen = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-if seen > tonumber(ARGV[1]) then return 0 end
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+if seen > tonumber(ARGV[1]) and seen <= counter then return 0 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """
 
@@ -190,7 +197,7 @@ class MetricsComputer:
             return {}
         figures = derive(snapshot, self.windows, self.zone)
         args = write_args(figures, snapshot.version)
-        await self._cas_write(keys=[self.keys.metrics(channel)], args=args)
+        await self._cas_write(keys=self._write_keys(channel), args=args)
         return figures
 
     async def recompute_batch(self, channels: Sequence[str]) -> list[str]:
@@ -257,8 +264,12 @@ class MetricsComputer:
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel, snap in snapshots:
                 args = write_args(derive(snap, self.windows, self.zone), snap.version)
-                pipe.evalsha(self._cas_write.sha, 1, self.keys.metrics(channel), *args)
+                pipe.evalsha(self._cas_write.sha, 2, *self._write_keys(channel), *args)
             return await pipe.execute(raise_on_error=False)
+
+    def _write_keys(self, channel: str) -> list[str]:
+        """KEYS of :data:`CAS_WRITE`: the metrics hash and the version counter (one tag)."""
+        return [self.keys.metrics(channel), self.keys.analytics(channel).version]
 
     async def _load_scripts(self) -> None:
         """Load both scripts (after a ``NOSCRIPT``: a restarted server knows none)."""

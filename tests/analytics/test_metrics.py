@@ -9,8 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from services.analytics.handler import GROUP, MetricsHandler
-from services.analytics.metrics import MetricsComputer, Windows, engagement_score
+from services.analytics.handler import GROUP, MetricsHandler, apply_events
+from services.analytics.metrics import (
+    CAS_WRITE,
+    MetricsComputer,
+    Windows,
+    engagement_score,
+    write_args,
+)
 from services.analytics.settings import AnalyticsSettings
 from shared.partitioned_consumer import PartitionedConsumer
 from shared.publisher import Publisher
@@ -138,3 +144,46 @@ async def test_an_activity_set_in_the_same_millisecond_as_the_start_is_on_air(
     )
     figures = await computer(redis, settings).recompute("demo")
     assert (figures["is_live"], figures["current_activity"]) == ("1", "talk")
+
+
+class TestFiguresFollowTheRawState:
+    """The metrics hash lives as long as the raw state it derives from, and a raw state that
+    expired and started again is not held back by the old figures' larger version."""
+
+    async def test_the_figures_expire_with_the_raw_state(self, redis: Redis, settings) -> None:
+        await apply_events(redis, settings.keys, known_stream())
+        await computer(redis, settings).recompute("demo")
+        counter_ttl = await redis.ttl(settings.keys.analytics("demo").version)
+        figures_ttl = await redis.ttl(settings.keys.metrics("demo"))
+        assert 0 < counter_ttl <= settings.state_ttl_s
+        assert counter_ttl - 2 <= figures_ttl <= counter_ttl
+
+    async def test_a_channel_whose_raw_state_expired_gets_its_new_figures(
+        self, redis: Redis, settings
+    ) -> None:
+        keys = settings.keys
+        await apply_events(redis, keys, known_stream())
+        await computer(redis, settings).recompute("demo")
+        old_version = int(await redis.hget(keys.metrics("demo"), "version"))
+        await redis.delete(*keys.analytics("demo").all())  # what STATE_TTL_S does
+        await apply_events(redis, keys, known_stream()[:3])
+
+        figures = await computer(redis, settings).recompute("demo")
+
+        assert int(figures["version"]) == 3 < old_version
+        assert await redis.hgetall(keys.metrics("demo")) == figures
+
+    async def test_an_older_snapshot_never_overwrites_a_newer_ones_figures(
+        self, redis: Redis, settings
+    ) -> None:
+        keys = settings.keys
+        await apply_events(redis, keys, known_stream())
+        await computer(redis, settings).recompute("demo")
+        newer = await redis.hgetall(keys.metrics("demo"))
+        older = int(newer["version"]) - 1
+        written = await redis.register_script(CAS_WRITE)(
+            keys=[keys.metrics("demo"), keys.analytics("demo").version],
+            args=write_args(newer | {"viewer_count": "stale"}, older),
+        )
+        assert written == 0
+        assert await redis.hgetall(keys.metrics("demo")) == newer

@@ -1,12 +1,12 @@
 """Leases: each unit of work (a channel, a partition) is worked by one replica at a time.
 
-A lease is one string key, ``SET <lease key> <replica> NX PX <ttl>``; the holder
-renews it (only while it still holds it, checked atomically in a script) well
-within the TTL. When a holder dies its leases expire and other replicas take the
-work within the TTL. Replicas of a group heartbeat into one sorted set (replica ->
-Redis server time in ms) and each holds at most its fair share, ceil(units / live
-replicas), giving back any excess, so work spreads over the replicas and moves
-back when one joins.
+A lease is one string key holding its replica, with a TTL; the holder renews it
+(only while it still holds it, checked atomically in a script, one call per hash
+tag for many leases) well within the TTL. When a holder dies its leases expire and
+other replicas take the work within the TTL. Replicas of a group heartbeat into
+one sorted set (replica -> Redis server time in ms) and each holds at most its fair
+share, ceil(units / live replicas), giving back any excess, so work spreads over the
+replicas and moves back when one joins.
 
 On Redis Cluster every lease is its own key and the replicas set is one key, so
 every command and script here touches one slot. The heartbeat (add, drop the
@@ -32,16 +32,6 @@ from shared.slot_groups import group_by_tag, per_group
 
 Unit = TypeVar("Unit")
 
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 HOLD_MANY = """
 local held = {}
 for i, key in ipairs(KEYS) do
@@ -94,22 +84,17 @@ class Leases(Generic[Unit]):
         self.replicas_key = replicas_key
         self.replica = replica
         self.ttl_ms = ttl_ms
-        self._renew = redis.register_script(RENEW)
-        self._release = redis.register_script(RELEASE)
         self._heartbeat = redis.register_script(HEARTBEAT)
         self._hold_many = redis.register_script(HOLD_MANY)
         self._release_many = redis.register_script(RELEASE_MANY)
 
     async def hold(self, unit: Unit) -> bool:
         """Keep the lease if this replica has it, else take it if free; True when held."""
-        key = self.lease_key(unit)
-        if await self._renew(keys=[key], args=[self.replica, self.ttl_ms]):
-            return True
-        return bool(await self.redis.set(key, self.replica, nx=True, px=self.ttl_ms))
+        return unit in await self.hold_many([unit])
 
     async def release(self, unit: Unit) -> None:
         """Give the lease back (only if still ours), so another replica takes over at once."""
-        await self._release(keys=[self.lease_key(unit)], args=[self.replica])
+        await self.release_many([unit])
 
     async def hold_many(self, units: list[Unit]) -> set[Unit]:
         """:meth:`hold` on every unit, one script call per slot (see

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import time
 import zlib
-from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -166,17 +165,17 @@ class DecisionLoop:
         now, lifecycle = await read_latest_lifecycle(self.redis, self.keys.analytics(channel))
         await self._score_if_changed(channel, lifecycle)
         state = stream_state(lifecycle)
-        seen = Seen(ready_ms=self.scorer.ready_at(channel) if self.scorer else None)
-        self.due.after_tick(channel, seen)
+        ready_ms = self.scorer.ready_at(channel) if self.scorer else None
         if not now or not state.is_live or state.started_ms is None:
+            self.due.after_tick(channel, Seen(ready_ms=ready_ms))
             return None
         interval_ms = int(self.settings.decision_interval_s * 1000)
         slot = [self.keys.orchestrator_on_air(channel)]
         claimed, flat = await self._claim_slot(keys=slot, args=[now, interval_ms, state.stream_id])
         ours = dict(zip(flat[::2], flat[1::2], strict=True))
         slot_ms = int(ours["at_ms"]) if "at_ms" in ours else None
-        seen = replace(seen, live_stream=state.stream_id, slot_ms=slot_ms)
-        self.due.after_tick(channel, replace(seen, slot_stream=ours.get("slot_stream", "")))
+        slot_stream = ours.get("slot_stream", "")
+        self.due.after_tick(channel, Seen(state.stream_id, slot_ms, slot_stream, ready_ms))
         if not claimed:
             return None
         current, since_ms, chosen_ms = on_air(ours, state)
